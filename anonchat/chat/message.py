@@ -1,0 +1,63 @@
+"""The chat message value, its JSON shape and the ordering of its ids.
+
+Ids look like Redis stream ids, ``<milliseconds>-<sequence>``, whichever
+buffer assigns them, so they sort the same way on every backend; compare
+them with :func:`id_key`, never as strings.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from enum import Enum
+from typing import Any
+
+import attrs
+
+
+class MessageType(str, Enum):
+    CHAT = "CHAT"
+    JOIN = "JOIN"
+    LEAVE = "LEAVE"
+
+
+def id_key(message_id: str) -> tuple[int, int]:
+    """The sort key of a message id; raises ValueError for a malformed one."""
+    ms, sep, seq = message_id.partition("-")
+    if not sep or not ms.isdigit() or not seq.isdigit() or len(message_id) > 41:
+        raise ValueError(f"not a message id: {message_id!r}")
+    return int(ms), int(seq)
+
+
+def iso_timestamp(created_ms: int) -> str:
+    """ISO-8601 UTC with milliseconds: ``2026-11-24T06:11:54.123Z``."""
+    seconds, millis = divmod(created_ms, 1000)
+    moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
+
+
+@attrs.frozen
+class ChatMessage:
+    """One message of the room. ``id`` is empty until the buffer assigns it."""
+
+    type: MessageType
+    sender: str
+    content: str
+    created_ms: int
+    id: str = ""
+
+    def with_id(self, message_id: str) -> ChatMessage:
+        return attrs.evolve(self, id=message_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type.value,
+            "sender": self.sender,
+            "content": self.content,
+            "timestamp": iso_timestamp(self.created_ms),
+        }
+
+    def to_json(self) -> bytes:
+        """The wire body: compact UTF-8 JSON, Unicode kept as is."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -1,0 +1,34 @@
+"""What a STOMP session needs from whatever carries it, and what it offers.
+
+Raw WebSocket, every SockJS transport and any future TCP listener adapt
+themselves to these two small interfaces; the session never learns which
+one it is on.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+from anonchat.stomp.outbound import Outbound
+
+
+class IFrameTransport(Interface):
+    """The carrier of one STOMP connection, as seen by the session."""
+
+    kind = Attribute("Short transport name for metrics: 'websocket', 'xhr_streaming', ...")
+
+    def send(out: Outbound) -> None:
+        """Queue one complete frame (or a heart-beat EOL) as one message."""
+
+    def close() -> None:
+        """Close once what is queued has been sent. Idempotent."""
+
+
+class IFrameReceiver(Interface):
+    """The STOMP session, as seen by the carrier."""
+
+    def data_received(data: bytes) -> None:
+        """Bytes of one inbound message (any split of the frame stream)."""
+
+    def connection_lost() -> None:
+        """The carrier is gone, however it went. Called at most once."""

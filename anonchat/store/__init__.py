@@ -1,0 +1,1 @@
+"""Message buffer and archive backends, and the flusher between them."""

@@ -1,0 +1,94 @@
+"""The two storage ports: the fast buffer every message goes into at once,
+and the archive the flusher moves it to in batches.
+
+Each has an in-memory or embedded twin and one contract test mixin run
+against every implementation (tests/buffer_contract.py, archive_contract.py).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from twisted.internet.defer import Deferred
+from zope.interface import Interface
+
+from anonchat.chat.message import ChatMessage
+
+FeedListener = Callable[[Sequence[ChatMessage]], None]
+
+
+class BufferUnavailable(Exception):
+    """The buffer could not take or give messages right now (e.g. Redis down)."""
+
+
+class ArchiveUnavailable(Exception):
+    """The archive could not be reached or refused the transaction."""
+
+
+class IMessageBuffer(Interface):
+    """Ordered, durable-at-once store of recent and not yet archived messages."""
+
+    def start() -> Deferred[None]:
+        """Connect and start the ordered feed; fires when ready."""
+
+    def stop() -> Deferred[None]:
+        """Stop the feed and close connections; fires when done."""
+
+    def append(message: ChatMessage) -> Deferred[ChatMessage]:
+        """Append durably; fires with the message carrying its new id once
+        the buffer holds it (Redis acknowledged it). Fails with
+        BufferUnavailable otherwise."""
+
+    def add_listener(listener: FeedListener) -> None:
+        """Deliver every appended message, from every node, to ``listener``
+        exactly once, in id order, in batches."""
+
+    def recent(limit: int) -> Deferred[list[ChatMessage]]:
+        """The newest ``limit`` messages, oldest first."""
+
+    def read_after(after_id: str, limit: int) -> Deferred[list[ChatMessage] | None]:
+        """Up to ``limit`` messages with ids after ``after_id``, oldest first;
+        None when ``after_id`` is older than what the buffer still holds
+        (the caller must then go to the archive)."""
+
+    def read_before(before_id: str | None, limit: int) -> Deferred[list[ChatMessage]]:
+        """The newest ``limit`` messages with ids before ``before_id`` (all
+        when None), oldest first."""
+
+    def claim_batch(limit: int) -> Deferred[list[ChatMessage]]:
+        """Up to ``limit`` unarchived messages for this node's flusher, oldest
+        first, including those a dead node left claimed for too long."""
+
+    def acknowledge(message_ids: Sequence[str]) -> Deferred[None]:
+        """These are archived: stop offering them, and trim what is archived
+        down to the retained recent window."""
+
+    def backlog() -> Deferred[int]:
+        """How many messages are not archived yet."""
+
+    def ping() -> Deferred[bool]:
+        """True when the buffer is reachable now."""
+
+
+class IMessageArchive(Interface):
+    """The permanent store (SQL), written only by the flusher."""
+
+    def start() -> Deferred[None]:
+        """Open the pool and create or migrate the schema."""
+
+    def stop() -> Deferred[None]:
+        """Close the pool."""
+
+    def store(messages: Sequence[ChatMessage]) -> Deferred[None]:
+        """Insert in one transaction, idempotent on message id: a message
+        stored twice is one row. Fails with ArchiveUnavailable."""
+
+    def read_before(before_id: str | None, limit: int) -> Deferred[list[ChatMessage]]:
+        """The newest ``limit`` messages with ids before ``before_id`` (all
+        when None), oldest first."""
+
+    def read_after(after_id: str, limit: int) -> Deferred[list[ChatMessage]]:
+        """Up to ``limit`` messages with ids after ``after_id``, oldest first."""
+
+    def ping() -> Deferred[bool]:
+        """True when the database answers now."""

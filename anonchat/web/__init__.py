@@ -1,0 +1,1 @@
+"""HTTP face: WebSocket adapter, SockJS, REST resources and the site tree."""

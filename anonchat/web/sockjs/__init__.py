@@ -1,0 +1,1 @@
+"""A SockJS 0.3.3 server: framing, session registry and one module per transport family."""
