@@ -7,9 +7,23 @@ one it is on.
 
 from __future__ import annotations
 
+import attrs
 from zope.interface import Attribute, Interface
 
 from anonchat.stomp.outbound import Outbound
+
+
+@attrs.frozen
+class ClientInfo:
+    """Who is on the other end, as far as the session may know.
+
+    ``address`` is the client's address after ``--trusted-proxies`` rules
+    (for per-address limits only: never logged); ``transport`` names the
+    carrier (``websocket``, ``sockjs-websocket``, ``xhr_streaming``, ...).
+    """
+
+    address: str
+    transport: str
 
 
 class IFrameTransport(Interface):
@@ -32,3 +46,8 @@ class IFrameReceiver(Interface):
 
     def connection_lost() -> None:
         """The carrier is gone, however it went. Called at most once."""
+
+
+#: What a carrier calls for each new connection:
+#: ``session_factory(transport, client) -> IFrameReceiver``.
+SessionFactory = "Callable[[IFrameTransport, ClientInfo], IFrameReceiver]"
