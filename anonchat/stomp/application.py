@@ -1,0 +1,43 @@
+"""What a STOMP session asks of the application behind it.
+
+The session enforces STOMP; the application decides what destinations
+mean. Keeping this port small lets the session be tested with a fake
+application and the chat be tested without frames.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Mapping
+
+from twisted.internet.defer import Deferred
+from zope.interface import Interface
+
+if TYPE_CHECKING:
+    from anonchat.stomp.session import StompSession
+
+
+class DestinationError(Exception):
+    """A protocol-level refusal (unknown destination, missing header):
+    the session answers with ``ERROR`` and closes."""
+
+
+class IStompApplication(Interface):
+    def connect(session: StompSession) -> Deferred[Mapping[str, str]]:
+        """A session opened; fires with extra ``CONNECTED`` headers
+        (``user-name``). Failing refuses the connection with ``ERROR``."""
+
+    def subscribe(session: StompSession, subscription: str, destination: str, headers: Mapping[str, str]) -> None:
+        """Raise DestinationError for a destination that does not exist."""
+
+    def unsubscribe(session: StompSession, subscription: str) -> None:
+        """Forget one subscription of this session."""
+
+    def send(session: StompSession, destination: str, body: bytes) -> Deferred[bool]:
+        """Handle a ``SEND``; fires True once it is durably done (the
+        ``RECEIPT`` may go), False when it was refused with an
+        application error already reported to the client. Raise
+        DestinationError for a destination that cannot be sent to."""
+
+    def disconnected(session: StompSession) -> None:
+        """The session ended, however it ended. Called once, and only for
+        sessions whose ``connect`` was called."""

@@ -1,0 +1,49 @@
+"""Fakes for driving a StompSession without a network: a transport that
+records what the session sends, and helpers to build and read frames."""
+
+from __future__ import annotations
+
+from zope.interface import implementer
+
+from anonchat.stomp.frame import HEARTBEAT, Frame
+from anonchat.stomp.outbound import Outbound
+from anonchat.stomp.parser import FrameParser
+from anonchat.stomp.serializer import serialize
+from anonchat.stomp.transport import IFrameTransport
+
+
+@implementer(IFrameTransport)
+class FakeTransport:
+    kind = "fake"
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.closed = False
+
+    def send(self, out: Outbound) -> None:
+        assert not self.closed, "sent after close"
+        self.sent.append(out.data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def frames(self) -> list[Frame]:
+        """Everything sent so far, parsed; heart-beats dropped."""
+        parser = FrameParser(max_frame=1 << 24)
+        frames: list[Frame] = []
+        for data in self.sent:
+            frames.extend(parser.feed(data))
+        return frames
+
+    def take(self) -> list[Frame]:
+        frames = self.frames()
+        self.sent.clear()
+        return frames
+
+    def heartbeats(self) -> int:
+        return sum(1 for data in self.sent if data == HEARTBEAT)
+
+
+def frame(command: str, body: bytes = b"", version: str = "1.2", **headers: str) -> bytes:
+    """Client frame bytes; header names use ``_`` for ``-``."""
+    return serialize(Frame(command, tuple((k.replace("_", "-"), v) for k, v in headers.items()), body), version)
