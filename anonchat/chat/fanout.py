@@ -1,0 +1,58 @@
+"""The subscribers of one destination, grouped so a broadcast is built once.
+
+Almost every client subscribes with id ``sub-0``, so grouping by
+(subscription id, STOMP version) means one serialized MESSAGE frame per
+broadcast in practice; the loop over sessions then only hands out the
+shared ``Outbound``.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from anonchat.stomp.outbound import Outbound
+from anonchat.stomp.server_frames import message_frame
+from anonchat.stomp.session import StompSession
+
+
+class Topic:
+    __slots__ = ("destination", "_groups", "_count")
+
+    def __init__(self, destination: str) -> None:
+        self.destination = destination
+        self._groups: dict[tuple[str, str], dict[StompSession, None]] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, session: StompSession, subscription: str) -> None:
+        group = self._groups.setdefault((subscription, session.version), {})
+        if session not in group:
+            group[session] = None
+            self._count += 1
+
+    def remove(self, session: StompSession, subscription: str) -> None:
+        key = (subscription, session.version)
+        group = self._groups.get(key)
+        if group is not None and group.pop(session, 0) is None:
+            self._count -= 1
+            if not group:
+                del self._groups[key]
+
+    def sessions(self) -> Iterator[StompSession]:
+        for group in self._groups.values():
+            yield from group
+
+    def publish(self, message_id: str, body: bytes) -> int:
+        """Deliver one message to every subscriber; returns how many."""
+        destination = self.destination
+        for (subscription, version), group in list(self._groups.items()):
+            out = Outbound(message_frame(destination, subscription, message_id, body, version))
+            for session in list(group):
+                session.deliver(out)
+        return self._count
+
+    def send_to(self, session: StompSession, subscription: str, message_id: str, body: bytes) -> None:
+        """One message to one subscription only (replays, private replies)."""
+        session.send_frame(message_frame(self.destination, subscription, message_id, body, session.version))

@@ -1,0 +1,254 @@
+"""The chat room: what each destination means, join and leave, and fan-out.
+
+A sent message goes only into the buffer; it reaches subscribers when
+the buffer's ordered feed hands it back, so every node delivers the same
+messages in the same order and nothing is seen that is not durable.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from itertools import count
+from typing import Mapping, Sequence
+
+import attrs
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from anonchat.chat.fanout import Topic
+from anonchat.chat.message import ChatMessage, MessageType, iso_timestamp
+from anonchat.chat.nicknames import claim_nickname
+from anonchat.chat.payload import ApplicationError, parse_chat_content, parse_typing
+from anonchat.chat.presence import IPresence
+from anonchat.chat.ratelimit import TokenBucket
+from anonchat.stomp.application import DestinationError, IStompApplication
+from anonchat.stomp.session import State, StompSession
+from anonchat.store.interfaces import BufferUnavailable, IMessageBuffer
+
+log = Logger()
+
+CHAT_TOPIC = "/topic/chat"
+TYPING_TOPIC = "/topic/chat.typing"
+USERS_TOPIC = "/topic/chat.users"
+ERRORS_QUEUE = "/user/queue/errors"
+SEND_MESSAGE = "/app/chat.sendMessage"
+SEND_TYPING = "/app/chat.typing"
+
+
+@attrs.frozen
+class RoomConfig:
+    nickname_prefix: str = "익명"
+    max_content: int = 1000
+    #: Messages per second per connection; 0 = no limit. Burst is twice.
+    rate_limit: float = 20.0
+    #: A typing indicator with no update for this long is cleared.
+    typing_lapse: float = 5.0
+
+
+@attrs.define(eq=False)
+class ChatUser:
+    """A connected session's chat identity and per-connection state."""
+
+    name: str
+    since_ms: int
+    messages: TokenBucket
+    typing_updates: TokenBucket
+    error_subscriptions: set[str] = attrs.Factory(set)
+    typing_timer: IDelayedCall | None = None
+    left: bool = False
+
+
+@implementer(IStompApplication)
+class ChatRoom:
+    def __init__(self, buffer: IMessageBuffer, presence: IPresence, clock: IReactorTime,
+                 config: RoomConfig = RoomConfig(), rng: random.Random | None = None) -> None:
+        self.buffer = buffer
+        self.presence = presence
+        self.clock = clock
+        self.config = config
+        self._rng = rng or random.SystemRandom()
+        self.chat = Topic(CHAT_TOPIC)
+        self.typing = Topic(TYPING_TOPIC)
+        self.users = Topic(USERS_TOPIC)
+        self._topics = {CHAT_TOPIC: self.chat, TYPING_TOPIC: self.typing, USERS_TOPIC: self.users}
+        self._sessions: dict[StompSession, None] = {}
+        self._in_flight: set[Deferred[object]] = set()
+        self._event_ids = count(1)
+        self._event_prefix = f"e{self._rng.getrandbits(32):08x}"
+
+    def _now_ms(self) -> int:
+        return int(self.clock.seconds() * 1000)
+
+    def _track(self, d: Deferred[object]) -> None:
+        """Keep work that must finish before shutdown completes."""
+        self._in_flight.add(d)
+        d.addBoth(lambda result: (self._in_flight.discard(d), result)[1])
+
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    # -- IStompApplication --------------------------------------------------
+
+    def connect(self, session: StompSession) -> Deferred[Mapping[str, str]]:
+        return Deferred.fromCoroutine(self._connect(session))
+
+    async def _connect(self, session: StompSession) -> Mapping[str, str]:
+        now_ms = self._now_ms()
+        name = await claim_nickname(self.presence, self.config.nickname_prefix, now_ms, self._rng)
+        if session.state is State.CLOSED:
+            await self.presence.release(name)
+            raise ConnectionError("session ended while its nickname was being claimed")
+        rate = self.config.rate_limit
+        session.principal = ChatUser(
+            name=name,
+            since_ms=now_ms,
+            messages=TokenBucket(self.clock, rate, 2 * rate),
+            typing_updates=TokenBucket(self.clock, rate, 2 * rate),
+        )
+        self._sessions[session] = None
+        self._append(ChatMessage(MessageType.JOIN, name, "", now_ms))
+        self._publish_users()
+        return {"user-name": name}
+
+    def disconnected(self, session: StompSession) -> None:
+        user: ChatUser | None = session.principal
+        if user is None or user.left:
+            return
+        user.left = True
+        self._sessions.pop(session, None)
+        for subscription, destination in session.subscriptions.items():
+            topic = self._topics.get(destination)
+            if topic is not None:
+                topic.remove(session, subscription)
+        if user.typing_timer is not None:
+            self._set_typing(user, False)
+        self._append(ChatMessage(MessageType.LEAVE, user.name, "", self._now_ms()))
+        released = self.presence.release(user.name)
+        released.addCallback(lambda _: self._publish_users())
+        self._track(released)
+
+    def subscribe(self, session: StompSession, subscription: str, destination: str, headers: Mapping[str, str]) -> None:
+        user: ChatUser = session.principal
+        if destination == ERRORS_QUEUE:
+            user.error_subscriptions.add(subscription)
+            return
+        topic = self._topics.get(destination)
+        if topic is None:
+            raise DestinationError(f"unknown destination {destination}")
+        topic.add(session, subscription)
+        if topic is self.users:
+            self._track(self._send_users(session, subscription))
+
+    def unsubscribe(self, session: StompSession, subscription: str) -> None:
+        user: ChatUser = session.principal
+        destination = session.subscriptions.get(subscription)
+        if destination == ERRORS_QUEUE:
+            user.error_subscriptions.discard(subscription)
+            return
+        topic = self._topics.get(destination or "")
+        if topic is not None:
+            topic.remove(session, subscription)
+
+    def send(self, session: StompSession, destination: str, body: bytes) -> Deferred[bool]:
+        user: ChatUser = session.principal
+        try:
+            if destination == SEND_MESSAGE:
+                if not user.messages.take():
+                    raise ApplicationError("RATE_LIMITED", "too many messages; slow down")
+                content = parse_chat_content(body, self.config.max_content)
+                return self._send_chat(session, user, content)
+            if destination == SEND_TYPING:
+                typing = parse_typing(body)
+                if user.typing_updates.take():
+                    self._set_typing(user, typing)
+                return succeed(True)
+        except ApplicationError as error:
+            self._report(session, user, error)
+            return succeed(False)
+        raise DestinationError(f"cannot send to {destination}")
+
+    # -- chat ---------------------------------------------------------------
+
+    def _send_chat(self, session: StompSession, user: ChatUser, content: str) -> Deferred[bool]:
+        d = self.buffer.append(ChatMessage(MessageType.CHAT, user.name, content, self._now_ms()))
+
+        def failed(failure: Failure) -> bool:
+            failure.trap(BufferUnavailable)
+            log.warn("message not buffered: {error}", error=failure.getErrorMessage())
+            self._report(session, user, ApplicationError("NOT_STORED", "the message could not be stored; send it again"))
+            return False
+
+        return d.addCallbacks(lambda _: True, failed)
+
+    def _append(self, message: ChatMessage) -> None:
+        d = self.buffer.append(message)
+        d.addErrback(lambda f: log.failure("could not buffer {type} of a session", failure=f, type=message.type.value))
+        self._track(d)
+
+    def on_feed(self, messages: Sequence[ChatMessage]) -> int:
+        """The buffer's ordered feed: fan each message out; returns deliveries."""
+        publish = self.chat.publish
+        deliveries = 0
+        for message in messages:
+            deliveries += publish(message.id, message.to_json())
+        return deliveries
+
+    def _report(self, session: StompSession, user: ChatUser, error: ApplicationError) -> None:
+        log.info("application error {code} for session {session}", code=error.code, session=session.session_id)
+        if not user.error_subscriptions:
+            return
+        body = error.to_json()
+        for subscription in user.error_subscriptions:
+            self._direct(session, ERRORS_QUEUE, subscription, body)
+
+    def _direct(self, session: StompSession, destination: str, subscription: str, body: bytes) -> None:
+        Topic(destination).send_to(session, subscription, self._event_id(), body)
+
+    def _event_id(self) -> str:
+        return f"{self._event_prefix}-{next(self._event_ids)}"
+
+    # -- typing ---------------------------------------------------------------
+
+    def _set_typing(self, user: ChatUser, typing: bool) -> None:
+        if user.typing_timer is not None and user.typing_timer.active():
+            user.typing_timer.cancel()
+        user.typing_timer = None
+        if typing:
+            user.typing_timer = self.clock.callLater(self.config.typing_lapse, self._set_typing, user, False)
+        body = json.dumps(
+            {"sender": user.name, "typing": typing, "timestamp": iso_timestamp(self._now_ms())}, ensure_ascii=False
+        ).encode("utf-8")
+        self.typing.publish(self._event_id(), body)
+
+    # -- online users -----------------------------------------------------------
+
+    def _users_body(self) -> Deferred[bytes]:
+        def render(online: list[tuple[str, int]]) -> bytes:
+            users = [{"name": name, "since": iso_timestamp(since)} for name, since in online]
+            return json.dumps({"users": users, "count": len(users)}, ensure_ascii=False).encode("utf-8")
+
+        return self.presence.online().addCallback(render)
+
+    def _publish_users(self) -> None:
+        if len(self.users):
+            d = self._users_body().addCallback(lambda body: self.users.publish(self._event_id(), body))
+            d.addErrback(lambda f: log.failure("could not publish the online list", failure=f))
+
+    def _send_users(self, session: StompSession, subscription: str) -> Deferred[object]:
+        d = self._users_body().addCallback(lambda body: self.users.send_to(session, subscription, self._event_id(), body))
+        return d.addErrback(lambda f: log.failure("could not send the online list", failure=f))
+
+    # -- shutdown ---------------------------------------------------------------
+
+    def shutdown(self) -> Deferred[object]:
+        """Close every session (their LEAVEs are appended) and wait for the
+        work in flight to reach the buffer."""
+        for session in list(self._sessions):
+            self.disconnected(session)
+            session.close("server-shutdown")
+        return DeferredList(list(self._in_flight), consumeErrors=True)

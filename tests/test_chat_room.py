@@ -1,0 +1,258 @@
+"""The chat room through real STOMP sessions on fake transports:
+join/leave, sending, validation, rate limits, typing, the online list."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from anonchat.chat.presence import InMemoryPresence
+from anonchat.chat.room import ChatRoom, RoomConfig
+from anonchat.stomp.frame import Frame
+from anonchat.stomp.session import SessionLimits, StompSession
+from anonchat.stomp.transport import ClientInfo
+from anonchat.store.memory import InMemoryBuffer
+from tests.stompfakes import FakeTransport, frame
+
+NICKNAME = re.compile(r"^익명-\d{5}$")
+
+
+class Client:
+    def __init__(self, test: RoomTestCase, name_hint: str = "") -> None:
+        self.transport = FakeTransport()
+        self.session = StompSession(self.transport, ClientInfo("127.0.0.1", "fake"), test.room, test.clock,
+                                    f"s{len(test.clients)}", SessionLimits())
+        test.clients.append(self)
+        self.session.data_received(frame("CONNECT", accept_version="1.2", heart_beat="0,0"))
+        [connected] = self.transport.take()
+        self.name = connected.get("user-name")
+
+    def feed(self, data: bytes) -> None:
+        self.session.data_received(data)
+
+    def subscribe(self, destination: str, sub: str = "sub-0") -> None:
+        self.feed(frame("SUBSCRIBE", id=sub, destination=destination))
+
+    def say(self, body: Any, receipt: str | None = None) -> None:
+        raw = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+        headers = {"destination": "/app/chat.sendMessage"}
+        if receipt:
+            headers["receipt"] = receipt
+        self.feed(frame("SEND", raw, **headers))
+
+    def messages(self, destination: str = "/topic/chat") -> list[dict[str, Any]]:
+        return [json.loads(f.body) for f in self.frames if f.command == "MESSAGE" and f.get("destination") == destination]
+
+    def pull(self) -> list[Frame]:
+        self.frames = self.transport.take()
+        return self.frames
+
+
+class RoomTestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_764_000_000)
+        self.buffer = InMemoryBuffer(self.clock)
+        self.presence = InMemoryPresence()
+        self.room = ChatRoom(self.buffer, self.presence, self.clock, RoomConfig(max_content=20, rate_limit=2),
+                             rng=random.Random(4))
+        self.buffer.add_listener(self.room.on_feed)
+        self.clients: list[Client] = []
+
+
+class JoinLeaveTests(RoomTestCase):
+    def test_each_connection_gets_a_unique_nickname(self) -> None:
+        names = [Client(self).name for _ in range(50)]
+        self.assertEqual(len(set(names)), 50)
+        for name in names:
+            self.assertRegex(name, NICKNAME)
+
+    def test_nickname_prefix_is_configurable(self) -> None:
+        self.room = ChatRoom(self.buffer, self.presence, self.clock, RoomConfig(nickname_prefix="anon"))
+        self.assertRegex(Client(self).name or "", r"^anon-\d{5}$")
+
+    def test_join_then_chat_then_leave_reach_subscribers_in_order(self) -> None:
+        watcher = Client(self)
+        watcher.subscribe("/topic/chat")
+        alice = Client(self)
+        alice.say({"content": "안녕하세요 👋"})
+        alice.session.connection_lost()
+        watcher.pull()
+        events = [(m["type"], m["sender"], m["content"]) for m in watcher.messages()]
+        self.assertEqual(events, [("JOIN", alice.name, ""), ("CHAT", alice.name, "안녕하세요 👋"), ("LEAVE", alice.name, "")])
+
+    def test_exactly_one_leave_however_the_session_ends(self) -> None:
+        watcher = Client(self)
+        watcher.subscribe("/topic/chat")
+        bob = Client(self)
+        bob.feed(frame("DISCONNECT", receipt="x"))
+        bob.session.connection_lost()
+        bob.session.connection_lost()
+        watcher.pull()
+        self.assertEqual([m["type"] for m in watcher.messages()], ["JOIN", "LEAVE"])
+
+    def test_leave_frees_the_nickname(self) -> None:
+        alice = Client(self)
+        alice.session.connection_lost()
+        users = self.successResultOf(self.presence.online())
+        self.assertNotIn(alice.name, [name for name, _ in users])
+
+
+class SendTests(RoomTestCase):
+    def test_server_sets_sender_id_and_timestamp(self) -> None:
+        alice = Client(self)
+        alice.subscribe("/topic/chat")
+        alice.say({"content": "hi", "sender": "admin", "id": "1-1", "timestamp": "then", "type": "LEAVE"}, receipt="r")
+        frames = alice.pull()
+        [chat] = [m for m in alice.messages() if m["type"] == "CHAT"]
+        self.assertEqual(chat["sender"], alice.name)
+        self.assertNotEqual(chat["id"], "1-1")
+        self.assertRegex(chat["timestamp"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        [message] = [f for f in frames if f.command == "MESSAGE" and json.loads(f.body)["type"] == "CHAT"]
+        self.assertEqual(message.get("message-id"), chat["id"])
+        self.assertEqual(message.get("subscription"), "sub-0")
+        self.assertEqual(message.get("content-type"), "application/json;charset=UTF-8")
+        self.assertEqual(message.get("content-length"), str(len(message.body)))
+        self.assertIn("r", [f.get("receipt-id") for f in frames if f.command == "RECEIPT"])
+
+    def test_content_is_kept_exactly(self) -> None:
+        alice = Client(self)
+        alice.subscribe("/topic/chat")
+        text = "<b>&\"'\\n</b>😀𝄞"
+        alice.say({"content": text})
+        alice.pull()
+        self.assertEqual(alice.messages()[-1]["content"], text)
+
+    def bad_input(self, body: Any) -> dict[str, Any]:
+        alice = Client(self)
+        alice.subscribe("/topic/chat")
+        alice.subscribe("/user/queue/errors", "sub-1")
+        alice.pull()
+        alice.say(body, receipt="r")
+        frames = alice.pull()
+        self.assertFalse(alice.transport.closed)
+        self.assertEqual([f.command for f in frames], ["MESSAGE"])
+        self.assertEqual(frames[0].get("destination"), "/user/queue/errors")
+        self.assertEqual(frames[0].get("subscription"), "sub-1")
+        self.assertEqual(self.successResultOf(self.buffer.backlog()), 1)  # only the JOIN
+        error: dict[str, Any] = json.loads(frames[0].body)
+        self.assertTrue(error["message"])
+        return error
+
+    def test_not_json_is_refused_on_the_error_queue(self) -> None:
+        self.assertEqual(self.bad_input(b"not json")["code"], "INVALID_JSON")
+
+    def test_invalid_utf8_is_refused(self) -> None:
+        self.assertEqual(self.bad_input(b'{"content": "\xff"}')["code"], "INVALID_JSON")
+
+    def test_empty_content_is_refused(self) -> None:
+        self.assertEqual(self.bad_input({"content": "   "})["code"], "EMPTY_CONTENT")
+
+    def test_missing_content_is_refused(self) -> None:
+        self.assertEqual(self.bad_input({"text": "hi"})["code"], "INVALID_CONTENT")
+
+    def test_over_long_content_is_refused(self) -> None:
+        self.assertEqual(self.bad_input({"content": "가" * 21})["code"], "CONTENT_TOO_LONG")
+
+    def test_content_at_the_limit_counts_characters_not_bytes(self) -> None:
+        alice = Client(self)
+        alice.subscribe("/topic/chat")
+        alice.say({"content": "가" * 20})
+        alice.pull()
+        self.assertEqual(alice.messages()[-1]["content"], "가" * 20)
+
+    def test_lone_surrogate_is_refused(self) -> None:
+        self.assertEqual(self.bad_input(b'{"content": "a\\ud800b"}')["code"], "INVALID_TEXT")
+
+    def test_rate_limit_refuses_past_the_burst_and_recovers(self) -> None:
+        alice = Client(self)
+        alice.subscribe("/topic/chat")
+        alice.subscribe("/user/queue/errors", "e")
+        for n in range(6):
+            alice.say({"content": f"m{n}"})
+        alice.pull()
+        chats = [m["content"] for m in alice.messages() if m["type"] == "CHAT"]
+        self.assertEqual(chats, ["m0", "m1", "m2", "m3"])  # rate 2/s, burst 4
+        self.assertEqual([e["code"] for e in alice.messages("/user/queue/errors")], ["RATE_LIMITED"] * 2)
+        self.clock.advance(1)
+        alice.say({"content": "later"})
+        alice.pull()
+        self.assertEqual(alice.messages()[-1]["content"], "later")
+
+    def test_send_to_an_unknown_destination_is_a_protocol_error(self) -> None:
+        alice = Client(self)
+        alice.feed(frame("SEND", b"{}", destination="/topic/chat"))
+        self.assertEqual(alice.pull()[-1].command, "ERROR")
+        self.assertTrue(alice.transport.closed)
+
+    def test_subscribe_to_an_unknown_destination_is_a_protocol_error(self) -> None:
+        alice = Client(self)
+        alice.subscribe("/queue/secret")
+        self.assertEqual(alice.pull()[-1].command, "ERROR")
+
+    def test_one_frame_is_built_per_subscription_id(self) -> None:
+        clients = [Client(self) for _ in range(5)]
+        for c in clients:
+            c.subscribe("/topic/chat")
+            c.pull()
+        clients[0].say({"content": "x"})
+        bodies = {c.transport.sent[-1] for c in clients}
+        self.assertEqual(len(bodies), 1)
+
+
+class TypingTests(RoomTestCase):
+    def test_typing_is_broadcast_and_lapses(self) -> None:
+        watcher = Client(self)
+        watcher.subscribe("/topic/chat.typing")
+        alice = Client(self)
+        alice.feed(frame("SEND", b'{"typing": true}', destination="/app/chat.typing"))
+        self.clock.advance(5.1)
+        watcher.pull()
+        events = [(m["sender"], m["typing"]) for m in watcher.messages("/topic/chat.typing")]
+        self.assertEqual(events, [(alice.name, True), (alice.name, False)])
+
+    def test_typing_false_on_leave(self) -> None:
+        watcher = Client(self)
+        watcher.subscribe("/topic/chat.typing")
+        alice = Client(self)
+        alice.feed(frame("SEND", b'{"typing": true}', destination="/app/chat.typing"))
+        alice.session.connection_lost()
+        watcher.pull()
+        self.assertEqual([m["typing"] for m in watcher.messages("/topic/chat.typing")], [True, False])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_typing_is_not_stored(self) -> None:
+        alice = Client(self)
+        alice.feed(frame("SEND", b'{"typing": true}', destination="/app/chat.typing"))
+        self.assertEqual(self.successResultOf(self.buffer.backlog()), 1)
+
+
+class UsersTests(RoomTestCase):
+    def test_online_list_on_subscribe_and_on_every_join_and_leave(self) -> None:
+        watcher = Client(self)
+        watcher.subscribe("/topic/chat.users")
+        self.clock.advance(1)
+        bob = Client(self)
+        bob.session.connection_lost()
+        watcher.pull()
+        lists = [[u["name"] for u in m["users"]] for m in watcher.messages("/topic/chat.users")]
+        self.assertEqual(lists, [[watcher.name], [watcher.name, bob.name], [watcher.name]])
+        counts = [m["count"] for m in watcher.messages("/topic/chat.users")]
+        self.assertEqual(counts, [1, 2, 1])
+
+
+class ShutdownTests(RoomTestCase):
+    def test_shutdown_writes_every_leave_and_closes_every_session(self) -> None:
+        clients = [Client(self) for _ in range(3)]
+        self.successResultOf(self.room.shutdown())
+        kinds = [m.type.value for m in self.successResultOf(self.buffer.recent(10))]
+        self.assertEqual(kinds, ["JOIN"] * 3 + ["LEAVE"] * 3)
+        self.assertTrue(all(c.transport.closed for c in clients))
+        for c in clients:
+            c.session.connection_lost()
+        self.assertEqual(len(self.successResultOf(self.buffer.recent(10))), 6)
