@@ -1,0 +1,150 @@
+"""Wiring: build the stores, the room, the flusher and the site from Settings,
+and start and stop them in the right order.
+
+``makeService`` stays synchronous; the stores connect in ``startService``
+and the port opens only once they are ready. ``stopService`` drains:
+stop accepting, close every session (their LEAVEs are appended), flush
+the buffer, close the pools.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import time
+from typing import Any, Sequence
+
+from twisted.application import service
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort, IReactorCore
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import Site
+
+from anonchat.chat.message import ChatMessage
+from anonchat.chat.presence import InMemoryPresence
+from anonchat.chat.room import ChatRoom, RoomConfig
+from anonchat.metrics import Metrics
+from anonchat.settings import Settings
+from anonchat.stomp.session import SessionLimits, StompSession
+from anonchat.stomp.transport import ClientInfo, IFrameReceiver, IFrameTransport
+from anonchat.store.flusher import Flusher
+from anonchat.store.interfaces import IMessageArchive, IMessageBuffer
+from anonchat.store.memory import InMemoryBuffer
+from anonchat.store.sql_archive import SqlArchive
+from anonchat.web.connlimit import ConnectionLimiter
+from anonchat.web.site import build_site
+
+log = Logger()
+
+
+def make_buffer(settings: Settings, reactor: Any) -> IMessageBuffer:
+    if settings.redis:
+        from anonchat.store.redis_buffer import RedisStreamBuffer
+
+        return RedisStreamBuffer(reactor, settings.redis, retain=settings.redis_retain, claim_idle=settings.claim_idle)
+    return InMemoryBuffer(reactor, retain=settings.redis_retain)
+
+
+class AnonchatService(service.Service):
+    def __init__(self, settings: Settings, reactor: Any) -> None:
+        self.settings = settings
+        self.reactor = reactor
+        self.metrics = Metrics()
+        self.buffer = make_buffer(settings, reactor)
+        self.archive: IMessageArchive = SqlArchive.from_url(settings.database, reactor=reactor)
+        self.presence = InMemoryPresence()
+        self.room = ChatRoom(
+            self.buffer,
+            self.presence,
+            reactor,
+            RoomConfig(
+                nickname_prefix=settings.nickname_prefix,
+                max_content=settings.max_content,
+                rate_limit=settings.rate_limit,
+            ),
+            rng=random.SystemRandom(),
+        )
+        self.buffer.add_listener(self._fan_out)
+        self.flusher = Flusher(
+            self.buffer, self.archive, reactor, interval=settings.flush_interval, batch_size=settings.batch_size
+        )
+        self.limits = SessionLimits(
+            max_frame=settings.max_frame,
+            max_headers=settings.max_headers,
+            max_header_length=settings.max_header_length,
+            connect_timeout=settings.connect_timeout,
+            heartbeat=(settings.heartbeat, settings.heartbeat),
+            max_subscriptions=settings.max_subscriptions,
+        )
+        self.limiter = ConnectionLimiter(settings.max_connections_per_ip)
+        self.sessions: dict[StompSession, None] = {}
+        self.ready = False
+        self.site: Site = build_site(self)
+        self.port: IListeningPort | None = None
+        self._starting: Deferred[None] | None = None
+
+    # -- sessions -------------------------------------------------------------
+
+    def new_session(self, transport: IFrameTransport, client: ClientInfo) -> IFrameReceiver:
+        """The session factory every carrier calls."""
+        metrics = self.metrics
+        kind = transport.kind
+        session = StompSession(
+            transport, client, self.room, self.reactor, secrets.token_hex(8), self.limits,
+            on_close=lambda reason: metrics.closes.labels(reason).inc(),
+            on_lost=self._session_lost,
+        )
+        self.sessions[session] = None
+        metrics.connections.labels(kind).inc()
+        return session
+
+    def _session_lost(self, session: StompSession) -> None:
+        if self.sessions.pop(session, 0) is None:
+            self.metrics.connections.labels(session.transport.kind).dec()
+
+    def _fan_out(self, messages: Sequence[ChatMessage]) -> None:
+        started = time.perf_counter()
+        self.metrics.deliveries.inc(self.room.on_feed(messages))
+        self.metrics.fanout_seconds.observe(time.perf_counter() - started)
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self._starting = Deferred.fromCoroutine(self._start())
+        self._starting.addErrback(self._start_failed)
+
+    async def _start(self) -> None:
+        await self.buffer.start()
+        await self.archive.start()
+        self.flusher.start()
+        endpoint = serverFromString(self.reactor, self.settings.port)
+        self.port = await endpoint.listen(self.site)
+        self.ready = True
+        log.info("anonchat listening on {port}", port=self.settings.port)
+
+    def _start_failed(self, failure: Failure) -> None:
+        log.failure("anonchat could not start", failure=failure)
+        if IReactorCore.providedBy(self.reactor) and self.reactor.running:
+            self.reactor.stop()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        self.ready = False
+        if self._starting is not None:
+            await self._starting
+        if self.port is not None:
+            await self.port.stopListening()
+            self.port = None
+        await self.room.shutdown()
+        for session in list(self.sessions):
+            session.close("server-shutdown")
+        await self.flusher.stop()
+        await DeferredList([self.buffer.stop(), self.archive.stop()], consumeErrors=True)
+        log.info("anonchat stopped")
+

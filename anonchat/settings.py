@@ -1,0 +1,130 @@
+"""Every option in one table: its default, its type and its help.
+
+The twistd options, the ``--config`` ini file and the ``ANONCHAT_*``
+environment all read this table, so a limit exists in one place only.
+Precedence: command line, then environment, then file, then default.
+"""
+
+from __future__ import annotations
+
+import configparser
+from typing import Any, Callable, Mapping
+
+import attrs
+
+
+def _csv(value: str) -> frozenset[str] | None:
+    items = frozenset(v.strip() for v in value.split(",") if v.strip())
+    return items or None
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"{value} is negative")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise ValueError(f"{value} is negative")
+    return number
+
+
+@attrs.frozen
+class Option:
+    name: str
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("port", "tcp:8080", str, "Twisted server endpoint to listen on (ssl: for TLS)"),
+    Option("redis", None, str, "redis://[:password@]host:port/db or rediss://; default: in-process buffer"),
+    Option("database", "sqlite:///anonchat.sqlite3", str, "sqlite:///path or mysql://user:password@host:port/db"),
+    Option("flush-interval", 1.0, _positive_float, "seconds between flushes to the database"),
+    Option("batch-size", 500, _positive_int, "messages per flush transaction"),
+    Option("redis-retain", 1000, _positive_int, "flushed messages kept in the buffer for recent and x-since-id"),
+    Option("claim-idle", 30.0, _positive_float, "seconds before another node reclaims a dead node's batch"),
+    Option("nickname-prefix", "익명", str, "nicknames are <prefix>-<5 digits>"),
+    Option("max-content", 1000, _positive_int, "characters of message content"),
+    Option("max-frame", 65536, _positive_int, "bytes of one STOMP frame"),
+    Option("max-headers", 100, _positive_int, "headers in one STOMP frame"),
+    Option("max-header-length", 8192, _positive_int, "bytes of one STOMP header line"),
+    Option("max-subscriptions", 100, _positive_int, "subscriptions per connection"),
+    Option("connect-timeout", 10.0, _positive_float, "seconds a connection may take to send CONNECT"),
+    Option("heartbeat", 10000, _positive_int, "heart-beat interval the server offers, in milliseconds"),
+    Option("rate-limit", 20.0, _positive_float, "messages per second per connection, 0 = off (burst = twice)"),
+    Option("max-send-buffer", 524288, _positive_int, "unsent bytes per client before it is disconnected as too slow"),
+    Option("allowed-origins", None, _csv, "comma-separated origins for WebSocket, SockJS and CORS (default: any)"),
+    Option("max-connections-per-ip", 0, _positive_int, "open connections per client address, 0 = off"),
+    Option("trusted-proxies", None, _csv, "comma-separated proxy addresses whose X-Forwarded-For is believed"),
+    Option("sockjs-heartbeat", 25.0, _positive_float, "seconds between SockJS heartbeat frames"),
+    Option("sockjs-disconnect-delay", 5.0, _positive_float, "seconds before a vanished SockJS polling client is gone"),
+    Option("config", None, str, "an ini file with an [anonchat] section (example: etc/anonchat.ini)"),
+)
+
+
+def attribute(name: str) -> str:
+    return name.replace("-", "_")
+
+
+@attrs.frozen
+class Settings:
+    port: str = "tcp:8080"
+    redis: str | None = None
+    database: str = "sqlite:///anonchat.sqlite3"
+    flush_interval: float = 1.0
+    batch_size: int = 500
+    redis_retain: int = 1000
+    claim_idle: float = 30.0
+    nickname_prefix: str = "익명"
+    max_content: int = 1000
+    max_frame: int = 65536
+    max_headers: int = 100
+    max_header_length: int = 8192
+    max_subscriptions: int = 100
+    connect_timeout: float = 10.0
+    heartbeat: int = 10000
+    rate_limit: float = 20.0
+    max_send_buffer: int = 524288
+    allowed_origins: frozenset[str] | None = None
+    max_connections_per_ip: int = 0
+    trusted_proxies: frozenset[str] | None = None
+    sockjs_heartbeat: float = 25.0
+    sockjs_disconnect_delay: float = 5.0
+    config: str | None = None
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def resolve(command_line: Mapping[str, str | None], environ: Mapping[str, str]) -> Settings:
+    """Settings from raw option strings: flags win over env, env over file."""
+    config_path = command_line.get("config") or environ.get("ANONCHAT_CONFIG")
+    from_file: Mapping[str, str] = {}
+    if config_path:
+        parser = configparser.ConfigParser()
+        if not parser.read(config_path, encoding="utf-8"):
+            raise SettingsError(f"cannot read config file {config_path}")
+        if parser.has_section("anonchat"):
+            from_file = dict(parser.items("anonchat"))
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        env_name = "ANONCHAT_" + attribute(option.name).upper()
+        raw = command_line.get(option.name)
+        if raw is None:
+            raw = environ.get(env_name)
+        if raw is None:
+            raw = from_file.get(option.name, from_file.get(attribute(option.name)))
+        if raw is None:
+            values[attribute(option.name)] = option.default
+            continue
+        try:
+            values[attribute(option.name)] = option.parse(raw)
+        except ValueError as e:
+            raise SettingsError(f"--{option.name}: {e}") from None
+    return Settings(**values)

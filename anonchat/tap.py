@@ -1,0 +1,40 @@
+"""The twistd entry: ``twistd -n anonchat [options]``. The only module that
+touches the global reactor."""
+
+from __future__ import annotations
+
+import os
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from anonchat.settings import OPTIONS, SettingsError, resolve
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Anonymous real-time chat: STOMP over WebSocket and SockJS at /ws-chat. "
+        "Every option can also come from the --config ini file ([anonchat] section) "
+        "or an ANONCHAT_<NAME> environment variable; flags win over env, env over file."
+    )
+    optParameters = [
+        [option.name, None, None, f"{option.help} [default: {option.default}]"] for option in OPTIONS
+    ]
+
+    def postOptions(self) -> None:
+        try:
+            self.settings = resolve({o.name: self[o.name] for o in OPTIONS}, os.environ)
+        except SettingsError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def makeService(options: Options) -> IService:
+    from twisted.internet import reactor
+
+    from anonchat.service import AnonchatService
+
+    return AnonchatService(options.settings, reactor)
+
+
+__all__ = ["Options", "makeService"]

@@ -1,0 +1,188 @@
+"""The JSON endpoints: recent messages, history, online users, health.
+
+History reads the buffer before the archive: a message the flusher moves
+in between is then still in one of the two reads (the archive only
+grows), so a page never has a hole.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import AbstractSet, Any, Awaitable, Callable
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from anonchat.chat.message import ChatMessage, iso_timestamp
+from anonchat.chat.message import id_key
+from anonchat.chat.presence import IPresence
+from anonchat.store.interfaces import IMessageArchive, IMessageBuffer
+
+log = Logger()
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+
+class BadRequest(Exception):
+    pass
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _arg(request: Request, name: str) -> str | None:
+    values = request.args.get(name.encode())
+    if not values:
+        return None
+    try:
+        return values[0].decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest(f"{name} is not UTF-8") from None
+
+
+def parse_limit(request: Request) -> int:
+    raw = _arg(request, "limit")
+    if raw is None or raw == "":
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+def parse_message_id(request: Request, name: str) -> str | None:
+    raw = _arg(request, name)
+    if raw is None or raw == "":
+        return None
+    try:
+        id_key(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a message id") from None
+    return raw
+
+
+class CorsPolicy:
+    """SockJS-style CORS: echo the Origin, allow credentials, restricted
+    to ``allowed`` when given."""
+
+    def __init__(self, allowed: AbstractSet[str] | None = None) -> None:
+        self.allowed = allowed
+
+    def permits(self, origin: str | None) -> bool:
+        return self.allowed is None or origin is None or origin in self.allowed
+
+    def apply(self, request: Request) -> None:
+        origin = request.getHeader("origin")
+        if origin is None or origin == "null":
+            request.setHeader("Access-Control-Allow-Origin", "*")
+        elif self.permits(origin):
+            request.setHeader("Access-Control-Allow-Origin", origin)
+            request.setHeader("Access-Control-Allow-Credentials", "true")
+            request.setHeader("Vary", "Origin")
+
+
+class JsonResource(Resource):
+    """A GET endpoint whose handler is a coroutine returning (status, body)."""
+
+    isLeaf = True
+
+    def __init__(self, handler: Callable[[Request], Awaitable[tuple[int, Any]]], cors: CorsPolicy) -> None:
+        super().__init__()
+        self._handler = handler
+        self._cors = cors
+
+    def render_OPTIONS(self, request: Request) -> bytes:
+        self._cors.apply(request)
+        request.setResponseCode(204)
+        request.setHeader("Access-Control-Allow-Methods", "GET, OPTIONS")
+        requested = request.getHeader("access-control-request-headers")
+        if requested:
+            request.setHeader("Access-Control-Allow-Headers", requested)
+        request.setHeader("Access-Control-Max-Age", "31536000")
+        return b""
+
+    def render_GET(self, request: Request) -> int:
+        if not self._cors.permits(request.getHeader("origin")):
+            self._finish(request, 403, {"error": "origin not allowed"})
+            return NOT_DONE_YET
+        self._cors.apply(request)
+        d = Deferred.fromCoroutine(self._run(request))
+        d.addErrback(self._failed, request)
+        return NOT_DONE_YET
+
+    async def _run(self, request: Request) -> None:
+        try:
+            status, body = await self._handler(request)
+        except BadRequest as e:
+            status, body = 400, {"error": str(e)}
+        self._finish(request, status, body)
+
+    def _failed(self, failure: Failure, request: Request) -> None:
+        log.failure("{path} failed", failure=failure, path=request.path)
+        self._finish(request, 503, {"error": "temporarily unavailable"})
+
+    @staticmethod
+    def _finish(request: Request, status: int, body: Any) -> None:
+        if request.finished or request._disconnected:
+            return
+        request.setResponseCode(status)
+        request.setHeader("Content-Type", "application/json;charset=UTF-8")
+        request.setHeader("Cache-Control", "no-store")
+        request.write(_json_bytes(body))
+        request.finish()
+
+
+def messages_json(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    return [m.to_dict() for m in messages]
+
+
+class Api:
+    """The handlers, bound to the stores they read."""
+
+    def __init__(self, buffer: IMessageBuffer, archive: IMessageArchive, presence: IPresence,
+                 ready: Callable[[], bool] = lambda: True) -> None:
+        self.buffer = buffer
+        self.archive = archive
+        self.presence = presence
+        self.ready = ready
+
+    async def recent(self, request: Request) -> tuple[int, Any]:
+        limit = parse_limit(request)
+        return 200, messages_json(await self.buffer.recent(limit))
+
+    async def history(self, request: Request) -> tuple[int, Any]:
+        limit = parse_limit(request)
+        before = parse_message_id(request, "before")
+        buffered = await self.buffer.read_before(before, limit)
+        archived = await self.archive.read_before(before, limit)
+        merged = {m.id: m for m in archived}
+        merged.update((m.id, m) for m in buffered)
+        page = sorted(merged.values(), key=lambda m: id_key(m.id))[-limit:]
+        next_before = page[0].id if len(page) == limit else None
+        return 200, {"messages": messages_json(page), "next_before": next_before}
+
+    async def users(self, request: Request) -> tuple[int, Any]:
+        online = await self.presence.online()
+        users = [{"name": name, "since": iso_timestamp(since)} for name, since in online]
+        return 200, {"users": users, "count": len(users)}
+
+    async def health(self, request: Request) -> tuple[int, Any]:
+        redis = await _probe(self.buffer.ping())
+        database = await _probe(self.archive.ping())
+        ok = redis and database and self.ready()
+        return (200 if ok else 503), {
+            "status": "ok" if ok else "unavailable",
+            "redis": "ok" if redis else "down",
+            "database": "ok" if database else "down",
+        }
+
+
+async def _probe(d: Deferred[bool]) -> bool:
+    try:
+        return bool(await d)
+    except Exception:
+        return False

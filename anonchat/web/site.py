@@ -1,0 +1,60 @@
+"""The URL tree: ``/ws-chat`` (raw WebSocket and SockJS), ``/api/*``,
+``/healthz``, ``/metrics`` and the demo page at ``/``."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from autobahn.twisted.resource import WebSocketResource
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from twisted.web.static import File
+
+from anonchat.metrics import MetricsResource
+from anonchat.web.rest import Api, CorsPolicy, JsonResource
+from anonchat.web.websocket import StompWebSocketFactory
+
+if TYPE_CHECKING:
+    from anonchat.service import AnonchatService
+
+STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
+
+
+class QuietSite(Site):
+    """No access log: it would record client addresses."""
+
+    def log(self, request: object) -> None:
+        pass
+
+
+def build_site(svc: AnonchatService) -> Site:
+    settings = svc.settings
+    cors = CorsPolicy(settings.allowed_origins)
+    ws_factory = StompWebSocketFactory(
+        svc.new_session,
+        max_message=settings.max_frame,
+        max_send_buffer=settings.max_send_buffer,
+        allowed_origins=settings.allowed_origins,
+        trusted_proxies=settings.trusted_proxies or frozenset(),
+        limiter=svc.limiter,
+        on_refusal=lambda reason: svc.metrics.closes.labels(reason).inc(),
+    )
+    svc.ws_factory = ws_factory
+    api = Api(svc.buffer, svc.archive, svc.presence, ready=lambda: svc.ready)
+
+    root = File(STATIC_DIR)
+    root.putChild(b"ws-chat", WebSocketResource(ws_factory))
+    api_root = Resource()
+    messages = JsonResource(api.history, cors)
+    messages.isLeaf = False
+    messages.putChild(b"recent", JsonResource(api.recent, cors))
+    api_root.putChild(b"messages", messages)
+    api_root.putChild(b"users", JsonResource(api.users, cors))
+    root.putChild(b"api", api_root)
+    root.putChild(b"healthz", JsonResource(api.health, cors))
+    root.putChild(b"metrics", MetricsResource(svc.metrics))
+    site = QuietSite(root)
+    site.displayTracebacks = False
+    site.noisy = False
+    return site
