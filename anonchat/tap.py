@@ -4,6 +4,8 @@ touches the global reactor."""
 from __future__ import annotations
 
 import os
+import signal
+from typing import Any
 
 from twisted.application.service import IService
 from twisted.python import usage
@@ -29,11 +31,22 @@ class Options(usage.Options):
             raise usage.UsageError(str(e)) from None
 
 
+def _stop_cleanly_on_sigterm(reactor: Any) -> None:
+    """SIGTERM is our normal stop: drain, then exit 0. (twistd's own handler
+    would re-raise the signal at exit, so the exit status would say killed.)"""
+
+    def handler(signum: int, frame: Any) -> None:
+        reactor.callFromThread(reactor.stop)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     from anonchat.service import AnonchatService
 
+    reactor.callWhenRunning(_stop_cleanly_on_sigterm, reactor)
     return AnonchatService(options.settings, reactor)
 
 
