@@ -1,0 +1,79 @@
+"""Options: one table, three sources, flags over environment over file."""
+
+from __future__ import annotations
+
+import attrs
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from anonchat.settings import OPTIONS, Settings, SettingsError, attribute, resolve
+from anonchat.tap import Options
+
+
+class SettingsTests(SynchronousTestCase):
+    def write_config(self, text: str) -> str:
+        path = self.mktemp()
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path
+
+    def test_defaults_match_the_contract(self) -> None:
+        s = resolve({}, {})
+        self.assertEqual(s, Settings())
+        self.assertEqual((s.port, s.redis, s.database), ("tcp:8080", None, "sqlite:///anonchat.sqlite3"))
+        self.assertEqual((s.flush_interval, s.batch_size, s.redis_retain, s.claim_idle), (1.0, 500, 1000, 30.0))
+        self.assertEqual((s.nickname_prefix, s.max_content, s.max_frame, s.rate_limit), ("익명", 1000, 65536, 20.0))
+        self.assertEqual((s.max_send_buffer, s.allowed_origins, s.max_connections_per_ip), (524288, None, 0))
+
+    def test_every_option_has_a_settings_field_with_the_same_default(self) -> None:
+        fields = {f.name: f.default for f in attrs.fields(Settings)}
+        for option in OPTIONS:
+            self.assertEqual(fields[attribute(option.name)], option.default, option.name)
+        self.assertEqual(len(fields), len(OPTIONS))
+
+    def test_flags_win_over_environment_over_file(self) -> None:
+        path = self.write_config("[anonchat]\nmax-content = 10\nrate-limit = 3\nbatch-size = 7\n")
+        s = resolve({"config": path, "max-content": "30"}, {"ANONCHAT_RATE_LIMIT": "5", "ANONCHAT_MAX_CONTENT": "20"})
+        self.assertEqual((s.max_content, s.rate_limit, s.batch_size), (30, 5.0, 7))
+
+    def test_config_file_may_come_from_the_environment(self) -> None:
+        path = self.write_config("[anonchat]\nnickname-prefix = 손님\n")
+        self.assertEqual(resolve({}, {"ANONCHAT_CONFIG": path}).nickname_prefix, "손님")
+
+    def test_lists_are_comma_separated(self) -> None:
+        s = resolve({"allowed-origins": "https://a.example, https://b.example", "trusted-proxies": "10.0.0.1"}, {})
+        self.assertEqual(s.allowed_origins, frozenset({"https://a.example", "https://b.example"}))
+        self.assertEqual(s.trusted_proxies, frozenset({"10.0.0.1"}))
+
+    def test_bad_values_are_refused_with_the_option_name(self) -> None:
+        with self.assertRaisesRegex(SettingsError, "--batch-size"):
+            resolve({"batch-size": "many"}, {})
+        with self.assertRaisesRegex(SettingsError, "--rate-limit"):
+            resolve({"rate-limit": "-1"}, {})
+
+    def test_missing_config_file_is_an_error(self) -> None:
+        with self.assertRaises(SettingsError):
+            resolve({"config": "/nonexistent/anonchat.ini"}, {})
+
+    def test_the_example_config_parses(self) -> None:
+        import os
+
+        example = os.path.join(os.path.dirname(os.path.dirname(__file__)), "etc", "anonchat.ini")
+        s = resolve({"config": example}, {})
+        self.assertEqual(s.max_connections_per_ip, 50)
+
+
+class TwistdOptionsTests(SynchronousTestCase):
+    def test_help_documents_every_option(self) -> None:
+        text = str(Options())
+        for option in OPTIONS:
+            self.assertIn(f"--{option.name}", text)
+
+    def test_parse_builds_settings(self) -> None:
+        options = Options()
+        options.parseOptions(["--port", "tcp:9999", "--max-frame", "1024"])
+        self.assertEqual((options.settings.port, options.settings.max_frame), ("tcp:9999", 1024))
+
+    def test_bad_value_is_a_usage_error(self) -> None:
+        with self.assertRaises(usage.UsageError):
+            Options().parseOptions(["--max-frame", "big"])
