@@ -1,0 +1,1 @@
+../anonchat/sql/schema-mysql.sql

@@ -1,0 +1,318 @@
+"""The behaviour every IMessageArchive implementation must have.
+
+Mixed into one trial TestCase per backend; the module name has no ``test_``
+prefix so trial never collects the mixins on their own. ``ArchiveContractMixin``
+holds what any archive must do; ``SqlArchiveContractMixin`` adds what every
+SQL dialect of ``SqlArchive`` must do (dead letters, schema version).
+
+NUL (U+0000) is ordinary content: it round-trips through both SQLite and
+MySQL, so the archive neither refuses nor strips it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Awaitable, Callable, Sequence
+
+from twisted.trial.unittest import SkipTest
+from zope.interface.verify import verifyObject
+
+from anonchat.chat.message import ChatMessage, MessageType, id_key
+from anonchat.store.interfaces import ArchiveUnavailable, IMessageArchive
+
+BASE_MS = 1_732_430_000_000
+
+UNICODE_CONTENTS = [
+    "안녕하세요 👋",
+    "",
+    "𝕳𝖊𝖑𝖑𝖔 𐍈 🀄 🏳️‍🌈 👩‍👩‍👧‍👦",
+    "e\u0301 \u00e9 \u200b \ufeff zero-width",
+    "line\nbreak\ttab\r\n \\ \" '",
+    "  leading and trailing  ",
+    "<script>alert(1)</script> & ; %s %(x)s ? {} [] -- /* */",
+    "\u0000nul in the middle\u0000",
+    "\U0010fffd last plane \U0001f600",
+    ("가👋𝕳a" * 250),  # 1,000 characters, 750 of them outside the BMP or Hangul
+]
+
+
+def message(
+    message_id: str,
+    content: str = "hello",
+    *,
+    sender: str = "익명-12345",
+    created_ms: int | None = None,
+    type: MessageType = MessageType.CHAT,
+) -> ChatMessage:
+    """A message with its id already assigned, created at its id's millisecond."""
+    if created_ms is None:
+        created_ms = id_key(message_id)[0] if "-" in message_id and message_id[0].isdigit() else BASE_MS
+    return ChatMessage(type, sender, content, created_ms, message_id)
+
+
+def sequence(count: int, start_ms: int = BASE_MS, per_ms: int = 3) -> list[ChatMessage]:
+    """``count`` messages in id order, ``per_ms`` of them sharing each millisecond."""
+    return [message(f"{start_ms + i // per_ms}-{i % per_ms}", f"m{i}") for i in range(count)]
+
+
+def ids(messages: Sequence[ChatMessage]) -> list[str]:
+    return [m.id for m in messages]
+
+
+class ArchiveContractMixin:
+    """Tests for any IMessageArchive; mix into a ``twisted.trial`` TestCase."""
+
+    # supplied by the TestCase this is mixed into
+    assertEqual: Callable[..., None]
+    assertTrue: Callable[..., None]
+    assertFalse: Callable[..., None]
+    assertIn: Callable[..., None]
+    assertIsInstance: Callable[..., None]
+    assertFailure: Callable[..., Any]
+
+    def make_archive(self) -> IMessageArchive | Awaitable[IMessageArchive]:
+        """A started archive on empty tables (or an awaitable of one, e.g. from
+        ``async def``); the TestCase stops it in cleanup."""
+        raise NotImplementedError
+
+    def fail_whole_batches(self, archive: IMessageArchive) -> None:
+        """Make ``archive`` fail a batch holding an unstorable row as a whole
+        (ArchiveUnavailable) instead of setting the row aside; skip when the
+        implementation cannot."""
+        raise SkipTest("this archive cannot be made to fail a batch midway")
+
+    def unstorable(self, message_id: str) -> ChatMessage:
+        """A message this archive's database refuses (a lone surrogate)."""
+        return message(message_id, "lone \ud800 surrogate")
+
+    async def archive(self) -> Any:
+        made = self.make_archive()
+        if inspect.isawaitable(made):
+            return await made
+        return made
+
+    async def everything(self, archive: Any) -> list[ChatMessage]:
+        return await archive.read_after("0-0", 100_000)
+
+    async def test_provides_interface(self) -> None:
+        archive = await self.archive()
+        self.assertTrue(verifyObject(IMessageArchive, archive))
+
+    async def test_stored_messages_read_back_with_every_field(self) -> None:
+        archive = await self.archive()
+        batch = [
+            message(f"{BASE_MS}-0", "hi", sender="익명-00001", created_ms=BASE_MS + 123),
+            message(f"{BASE_MS}-1", "", sender="익명-00002", type=MessageType.JOIN),
+            message(f"{BASE_MS + 5}-0", "", sender="익명-00002", type=MessageType.LEAVE),
+        ]
+        await archive.store(batch)
+        self.assertEqual(await self.everything(archive), batch)
+
+    async def test_empty_batch_is_a_no_op(self) -> None:
+        archive = await self.archive()
+        await archive.store([])
+        self.assertEqual(await self.everything(archive), [])
+
+    async def test_same_batch_twice_is_one_row_each(self) -> None:
+        archive = await self.archive()
+        batch = sequence(10)
+        await archive.store(batch)
+        await archive.store(batch)
+        self.assertEqual(await self.everything(archive), batch)
+        self.assertEqual(getattr(archive, "dead_lettered", 0), 0)
+
+    async def test_overlapping_batches_keep_one_row_per_id(self) -> None:
+        archive = await self.archive()
+        batch = sequence(10)
+        await archive.store(batch[:6])
+        await archive.store(batch[3:])
+        self.assertEqual(await self.everything(archive), batch)
+        self.assertEqual(getattr(archive, "dead_lettered", 0), 0)
+
+    async def test_duplicate_id_inside_one_batch_is_one_row(self) -> None:
+        archive = await self.archive()
+        first = message(f"{BASE_MS}-0", "first")
+        await archive.store([first, first])
+        self.assertEqual(await self.everything(archive), [first])
+
+    async def test_first_write_of_an_id_wins(self) -> None:
+        # a retried batch must never rewrite what is already archived
+        archive = await self.archive()
+        await archive.store([message(f"{BASE_MS}-0", "original")])
+        await archive.store([message(f"{BASE_MS}-0", "retry with other content")])
+        self.assertEqual(ids(await self.everything(archive)), [f"{BASE_MS}-0"])
+        self.assertEqual((await self.everything(archive))[0].content, "original")
+
+    async def test_batch_larger_than_one_statement_is_stored_whole(self) -> None:
+        archive = await self.archive()
+        batch = sequence(2_345)
+        await archive.store(batch)
+        self.assertEqual(await self.everything(archive), batch)
+
+    async def test_failing_batch_leaves_nothing_partial(self) -> None:
+        archive = await self.archive()
+        self.fail_whole_batches(archive)
+        batch = sequence(1_500)
+        bad = self.unstorable(f"{BASE_MS + 10_000}-0")
+        await self.assertFailure(archive.store(batch + [bad]), ArchiveUnavailable)
+        self.assertEqual(await self.everything(archive), [])
+
+    async def test_read_before_none_is_the_newest_page_oldest_first(self) -> None:
+        archive = await self.archive()
+        batch = sequence(10)
+        await archive.store(batch)
+        self.assertEqual(await archive.read_before(None, 4), batch[6:])
+        self.assertEqual(await archive.read_before(None, 100), batch)
+
+    async def test_read_before_excludes_the_boundary(self) -> None:
+        archive = await self.archive()
+        batch = sequence(10)
+        await archive.store(batch)
+        self.assertEqual(await archive.read_before(batch[5].id, 3), batch[2:5])
+        self.assertEqual(await archive.read_before(batch[5].id, 100), batch[:5])
+        self.assertEqual(await archive.read_before(batch[0].id, 100), [])
+
+    async def test_read_after_excludes_the_boundary(self) -> None:
+        archive = await self.archive()
+        batch = sequence(10)
+        await archive.store(batch)
+        self.assertEqual(await archive.read_after(batch[5].id, 3), batch[6:9])
+        self.assertEqual(await archive.read_after(batch[5].id, 100), batch[6:])
+        self.assertEqual(await archive.read_after(batch[-1].id, 100), [])
+
+    async def test_boundaries_need_not_be_stored_ids(self) -> None:
+        archive = await self.archive()
+        stored = [message("100-0"), message("300-0")]
+        await archive.store(stored)
+        self.assertEqual(await archive.read_after("200-7", 10), stored[1:])
+        self.assertEqual(await archive.read_before("200-7", 10), stored[:1])
+        self.assertEqual(await archive.read_after("0-0", 10), stored)
+        self.assertEqual(await archive.read_before("99999999999999-0", 10), stored)
+
+    async def test_order_is_by_id_key_not_by_string(self) -> None:
+        archive = await self.archive()
+        in_order = [message("9-5"), message("9-10"), message("10-0"), message("100-2"), message("1000-0")]
+        await archive.store(list(reversed(in_order)))
+        self.assertEqual(await self.everything(archive), in_order)
+        self.assertEqual(await archive.read_after("9-5", 2), in_order[1:3])
+        self.assertEqual(await archive.read_before("10-0", 10), in_order[:2])
+        self.assertEqual(await archive.read_before(None, 2), in_order[3:])
+
+    async def test_paging_back_visits_every_message_once(self) -> None:
+        archive = await self.archive()
+        batch = sequence(95, per_ms=4)
+        await archive.store(batch)
+        seen: list[ChatMessage] = []
+        before: str | None = None
+        while True:
+            page = await archive.read_before(before, 10)
+            if not page:
+                break
+            self.assertEqual(page, sorted(page, key=lambda m: id_key(m.id)))
+            seen = page + seen
+            before = page[0].id
+        self.assertEqual(seen, batch)
+
+    async def test_zero_limit_reads_nothing(self) -> None:
+        archive = await self.archive()
+        await archive.store(sequence(3))
+        self.assertEqual(await archive.read_before(None, 0), [])
+        self.assertEqual(await archive.read_after("0-0", 0), [])
+
+    async def test_unicode_round_trips_exactly(self) -> None:
+        archive = await self.archive()
+        batch = [
+            message(f"{BASE_MS}-{i}", content, sender="익명-😀𝕳-12345")
+            for i, content in enumerate(UNICODE_CONTENTS)
+        ]
+        await archive.store(batch)
+        back = await self.everything(archive)
+        self.assertEqual([m.content for m in back], UNICODE_CONTENTS)
+        self.assertEqual([m.content.encode("utf-8") for m in back], [c.encode("utf-8") for c in UNICODE_CONTENTS])
+        self.assertEqual(back, batch)
+        self.assertEqual(len(back[-1].content), 1000)
+
+    async def test_timestamps_keep_their_milliseconds(self) -> None:
+        archive = await self.archive()
+        moments = [BASE_MS, BASE_MS + 1, BASE_MS + 999, BASE_MS + 1_000, 0, 253_402_300_799_999]
+        batch = [message(f"{BASE_MS}-{i}", created_ms=ms) for i, ms in enumerate(moments)]
+        await archive.store(batch)
+        back = await self.everything(archive)
+        self.assertEqual([m.created_ms for m in back], moments)
+        self.assertEqual(back[0].to_dict()["timestamp"], "2024-11-24T06:33:20.000Z")
+
+    async def test_ping_is_true_when_reachable(self) -> None:
+        archive = await self.archive()
+        self.assertTrue(await archive.ping())
+
+
+class SqlArchiveContractMixin(ArchiveContractMixin):
+    """What every dialect of ``SqlArchive`` adds to the contract."""
+
+    def fail_whole_batches(self, archive: Any) -> None:
+        # pretend the database never reports data errors, so an unstorable
+        # row fails its transaction the way a lost connection would
+        import attrs
+
+        archive._dialect = attrs.evolve(archive._dialect, data_errors=(), data_error_codes=frozenset())
+
+    async def query(self, archive: Any, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        rows = await archive.pool.runQuery(sql, args) if args else await archive.pool.runQuery(sql)
+        return [tuple(row) for row in rows]
+
+    async def test_unstorable_row_is_set_aside_and_the_rest_stored(self) -> None:
+        archive: Any = await self.archive()
+        good = sequence(5)
+        bad = self.unstorable(f"{BASE_MS}-99")
+        await archive.store(good[:2] + [bad] + good[2:])
+        self.assertEqual(await self.everything(archive), good)
+        self.assertEqual(archive.dead_lettered, 1)
+        rows = await self.query(archive, "SELECT id, raw_json, error FROM chat_messages_dead_letter")
+        self.assertEqual(len(rows), 1)
+        dead_id, raw_json, error = rows[0]
+        self.assertEqual(dead_id, bad.id)
+        self.assertIn("\\ud800", raw_json)
+        self.assertIn("익명-12345", raw_json)
+        self.assertTrue(error)
+
+    async def test_malformed_id_is_set_aside(self) -> None:
+        archive: Any = await self.archive()
+        good = sequence(2)
+        await archive.store([good[0], message("not-an-id"), good[1]])
+        self.assertEqual(await self.everything(archive), good)
+        self.assertEqual(archive.dead_lettered, 1)
+        rows = await self.query(archive, "SELECT id FROM chat_messages_dead_letter")
+        self.assertEqual(rows, [("not-an-id",)])
+
+    async def test_retried_unstorable_row_is_one_dead_letter(self) -> None:
+        archive: Any = await self.archive()
+        batch = [message(f"{BASE_MS}-0"), self.unstorable(f"{BASE_MS}-1")]
+        await archive.store(batch)
+        await archive.store(batch)
+        rows = await self.query(archive, "SELECT COUNT(*) FROM chat_messages_dead_letter")
+        self.assertEqual(rows, [(1,)])
+        self.assertEqual(ids(await self.everything(archive)), [f"{BASE_MS}-0"])
+
+    async def test_batch_of_only_unstorable_rows_succeeds(self) -> None:
+        archive: Any = await self.archive()
+        await archive.store([self.unstorable(f"{BASE_MS}-0")])
+        self.assertEqual(await self.everything(archive), [])
+        self.assertEqual(archive.dead_lettered, 1)
+
+    async def test_schema_version_is_recorded(self) -> None:
+        from anonchat.store.sql_archive import SCHEMA_VERSION
+
+        archive: Any = await self.archive()
+        self.assertEqual(await self.query(archive, "SELECT MAX(version) FROM schema_version"), [(SCHEMA_VERSION,)])
+
+    async def test_start_again_keeps_rows(self) -> None:
+        archive: Any = await self.archive()
+        await archive.store(sequence(3))
+        await archive.start()
+        self.assertEqual(await self.everything(archive), sequence(3))
+
+    async def test_columns_operators_query_directly(self) -> None:
+        archive: Any = await self.archive()
+        await archive.store([message(f"{BASE_MS}-7", "보여요", created_ms=BASE_MS + 45)])
+        rows = await self.query(archive, "SELECT id, id_ms, id_seq, type, sender, content FROM chat_messages")
+        self.assertEqual(rows, [(f"{BASE_MS}-7", BASE_MS, 7, "CHAT", "익명-12345", "보여요")])
