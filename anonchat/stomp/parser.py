@@ -22,7 +22,7 @@ _COMMAND_BY_BYTES: dict[bytes, str] = {c.encode("ascii"): c for c in COMMANDS}
 _MAX_COMMAND_LINE = max(len(c) for c in COMMANDS) + 1
 
 #: Frames whose headers are never escaped (STOMP 1.2: backward compatibility).
-VERBATIM_COMMANDS: frozenset[str] = frozenset({"CONNECT", "CONNECTED"})
+VERBATIM_COMMANDS: frozenset[str] = frozenset({"CONNECT", "STOMP", "CONNECTED"})
 
 _UNESCAPES: dict[str, Optional[dict[str, str]]] = {
     "1.0": None,
