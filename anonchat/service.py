@@ -65,6 +65,7 @@ class AnonchatService(service.Service):
                 rate_limit=settings.rate_limit,
             ),
             rng=random.SystemRandom(),
+            archive=self.archive,
         )
         self.buffer.add_listener(self._fan_out)
         self.flusher = Flusher(

@@ -256,3 +256,102 @@ class ShutdownTests(RoomTestCase):
         for c in clients:
             c.session.connection_lost()
         self.assertEqual(len(self.successResultOf(self.buffer.recent(10))), 6)
+
+
+class ResumeTests(RoomTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.buffer = InMemoryBuffer(self.clock, retain=3)
+        self.archived: list[Any] = []
+        self.room = ChatRoom(self.buffer, self.presence, self.clock, RoomConfig(rate_limit=0),
+                             rng=random.Random(5), archive=FakeArchive(self.archived))
+        self.buffer.add_listener(self.room.on_feed)
+
+    def flush(self) -> None:
+        batch = self.successResultOf(self.buffer.claim_batch(1000))
+        self.archived.extend(batch)
+        self.successResultOf(self.buffer.acknowledge([m.id for m in batch]))
+
+    def resume(self, client: Client, since: str) -> None:
+        client.feed(frame("SUBSCRIBE", id="sub-0", destination="/topic/chat", **{"x_since_id": since}))
+
+    def test_resume_replays_from_the_buffer_then_goes_live(self) -> None:
+        alice = Client(self)
+        for n in range(3):
+            alice.say({"content": f"m{n}"})
+        first = self.successResultOf(self.buffer.recent(10))[1].id  # after JOIN and m0
+        bob = Client(self)
+        self.resume(bob, first)
+        alice.say({"content": "live"})
+        bob.pull()
+        got = [(m["type"], m["content"]) for m in bob.messages()]
+        self.assertEqual(got, [("CHAT", "m1"), ("CHAT", "m2"), ("JOIN", ""), ("CHAT", "live")])
+
+    def test_resume_reaches_into_the_archive_when_the_buffer_trimmed(self) -> None:
+        alice = Client(self)
+        join_id = self.successResultOf(self.buffer.recent(1))[0].id
+        for n in range(10):
+            alice.say({"content": f"m{n}"})
+            self.flush()
+        bob = Client(self)
+        self.resume(bob, join_id)
+        bob.pull()
+        got = [m["content"] for m in bob.messages() if m["type"] == "CHAT"]
+        self.assertEqual(got, [f"m{n}" for n in range(10)])
+        ids = [m["id"] for m in bob.messages()]
+        self.assertEqual(len(ids), len(set(ids)))
+
+    def test_messages_arriving_during_a_replay_are_neither_lost_nor_doubled(self) -> None:
+        alice = Client(self)
+        for n in range(5):
+            alice.say({"content": f"old{n}"})
+            self.flush()
+        join_id = self.successResultOf(self.buffer.read_before(None, 100))[0].id
+        slow = SlowArchive(self.archived)
+        self.room.archive = slow
+        bob = Client(self)
+        self.resume(bob, "1-0")
+        alice.say({"content": "during"})
+        slow.release()
+        alice.say({"content": "after"})
+        bob.pull()
+        contents = [m["content"] for m in bob.messages() if m["type"] == "CHAT"]
+        self.assertEqual(contents, [f"old{n}" for n in range(5)] + ["during", "after"])
+        ids = [m["id"] for m in bob.messages()]
+        self.assertEqual(ids, sorted(set(ids), key=lambda i: tuple(map(int, i.split("-")))))
+        self.assertTrue(join_id)
+
+    def test_malformed_since_id_is_a_protocol_error(self) -> None:
+        bob = Client(self)
+        self.resume(bob, "yesterday")
+        self.assertEqual(bob.pull()[-1].command, "ERROR")
+
+
+class FakeArchive:
+    def __init__(self, rows: list[Any]) -> None:
+        self.rows = rows
+
+    def read_after(self, after_id: str, limit: int) -> Any:
+        from twisted.internet.defer import succeed
+
+        from anonchat.chat.message import id_key
+
+        return succeed([m for m in self.rows if id_key(m.id) > id_key(after_id)][:limit])
+
+
+class SlowArchive(FakeArchive):
+    def __init__(self, rows: list[Any]) -> None:
+        super().__init__(rows)
+        self.waiting: list[Any] = []
+
+    def read_after(self, after_id: str, limit: int) -> Any:
+        from twisted.internet.defer import Deferred
+
+        d: Deferred[Any] = Deferred()
+        self.waiting.append((d, super().read_after(after_id, limit)))
+        return d
+
+    def release(self) -> None:
+        while self.waiting:
+            d, result = self.waiting.pop(0)
+            result.addCallback(d.callback)

@@ -3,6 +3,10 @@
 A sent message goes only into the buffer; it reaches subscribers when
 the buffer's ordered feed hands it back, so every node delivers the same
 messages in the same order and nothing is seen that is not durable.
+
+A resuming subscriber (``x-since-id``) joins the topic only after its
+replay: meanwhile the feed queues for it, and the queue is delivered
+past the replay's last id, so there is no gap and no duplicate.
 """
 
 from __future__ import annotations
@@ -20,14 +24,14 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from anonchat.chat.fanout import Topic
-from anonchat.chat.message import ChatMessage, MessageType, iso_timestamp
+from anonchat.chat.message import ChatMessage, MessageType, id_key, iso_timestamp
 from anonchat.chat.nicknames import claim_nickname
 from anonchat.chat.payload import ApplicationError, parse_chat_content, parse_typing
 from anonchat.chat.presence import IPresence
 from anonchat.chat.ratelimit import TokenBucket
 from anonchat.stomp.application import DestinationError, IStompApplication
 from anonchat.stomp.session import State, StompSession
-from anonchat.store.interfaces import BufferUnavailable, IMessageBuffer
+from anonchat.store.interfaces import BufferUnavailable, IMessageArchive, IMessageBuffer
 
 log = Logger()
 
@@ -37,6 +41,8 @@ USERS_TOPIC = "/topic/chat.users"
 ERRORS_QUEUE = "/user/queue/errors"
 SEND_MESSAGE = "/app/chat.sendMessage"
 SEND_TYPING = "/app/chat.typing"
+SINCE_HEADER = "x-since-id"
+REPLAY_PAGE = 500
 
 
 @attrs.frozen
@@ -65,8 +71,10 @@ class ChatUser:
 @implementer(IStompApplication)
 class ChatRoom:
     def __init__(self, buffer: IMessageBuffer, presence: IPresence, clock: IReactorTime,
-                 config: RoomConfig = RoomConfig(), rng: random.Random | None = None) -> None:
+                 config: RoomConfig = RoomConfig(), rng: random.Random | None = None,
+                 archive: IMessageArchive | None = None) -> None:
         self.buffer = buffer
+        self.archive = archive
         self.presence = presence
         self.clock = clock
         self.config = config
@@ -76,6 +84,8 @@ class ChatRoom:
         self.users = Topic(USERS_TOPIC)
         self._topics = {CHAT_TOPIC: self.chat, TYPING_TOPIC: self.typing, USERS_TOPIC: self.users}
         self._sessions: dict[StompSession, None] = {}
+        #: Live messages held for subscribers still replaying history.
+        self._replaying: dict[tuple[StompSession, str], list[ChatMessage]] = {}
         self._in_flight: set[Deferred[object]] = set()
         self._event_ids = count(1)
         self._event_prefix = f"e{self._rng.getrandbits(32):08x}"
@@ -122,6 +132,7 @@ class ChatRoom:
         user.left = True
         self._sessions.pop(session, None)
         for subscription, destination in session.subscriptions.items():
+            self._replaying.pop((session, subscription), None)
             topic = self._topics.get(destination)
             if topic is not None:
                 topic.remove(session, subscription)
@@ -140,6 +151,15 @@ class ChatRoom:
         topic = self._topics.get(destination)
         if topic is None:
             raise DestinationError(f"unknown destination {destination}")
+        since = headers.get(SINCE_HEADER)
+        if topic is self.chat and since:
+            try:
+                id_key(since)
+            except ValueError:
+                raise DestinationError(f"invalid {SINCE_HEADER} header") from None
+            self._replaying[(session, subscription)] = []
+            self._track(Deferred.fromCoroutine(self._replay(session, subscription, since)))
+            return
         topic.add(session, subscription)
         if topic is self.users:
             self._track(self._send_users(session, subscription))
@@ -150,6 +170,7 @@ class ChatRoom:
         if destination == ERRORS_QUEUE:
             user.error_subscriptions.discard(subscription)
             return
+        self._replaying.pop((session, subscription), None)
         topic = self._topics.get(destination or "")
         if topic is not None:
             topic.remove(session, subscription)
@@ -192,11 +213,50 @@ class ChatRoom:
 
     def on_feed(self, messages: Sequence[ChatMessage]) -> int:
         """The buffer's ordered feed: fan each message out; returns deliveries."""
+        for held in self._replaying.values():
+            held.extend(messages)
         publish = self.chat.publish
         deliveries = 0
         for message in messages:
             deliveries += publish(message.id, message.to_json())
         return deliveries
+
+    async def _replay(self, session: StompSession, subscription: str, since: str) -> None:
+        key = (session, subscription)
+        cursor = since
+        try:
+            while key in self._replaying:
+                page = await self.buffer.read_after(cursor, REPLAY_PAGE)
+                caught_up = page is not None and len(page) < REPLAY_PAGE
+                if page is None:
+                    page = await self.archive.read_after(cursor, REPLAY_PAGE) if self.archive else []
+                    if not page:
+                        # Trimmed from the buffer yet not archived cannot
+                        # happen (trimming follows archiving); should it,
+                        # send what the buffer still has rather than loop.
+                        log.warn("replay found neither buffer nor archive after {since}", since=cursor)
+                        recent = await self.buffer.recent(REPLAY_PAGE)
+                        page = [m for m in recent if id_key(m.id) > id_key(cursor)]
+                        caught_up = True
+                if key not in self._replaying:
+                    return
+                for message in page:
+                    self.chat.send_to(session, subscription, message.id, message.to_json())
+                if page:
+                    cursor = page[-1].id
+                if caught_up:
+                    break
+        except Exception:
+            log.failure("replay after {since} failed", since=since)
+            self._report(session, session.principal, ApplicationError("REPLAY_FAILED", "history could not be replayed"))
+        held = self._replaying.pop(key, None)
+        if held is None or session.state is not State.CONNECTED:
+            return
+        last = id_key(cursor)
+        for message in held:
+            if id_key(message.id) > last:
+                self.chat.send_to(session, subscription, message.id, message.to_json())
+        self.chat.add(session, subscription)
 
     def _report(self, session: StompSession, user: ChatUser, error: ApplicationError) -> None:
         log.info("application error {code} for session {session}", code=error.code, session=session.session_id)
