@@ -6,8 +6,12 @@ reaches (one process here; every node with Redis).
 
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import Interface, implementer
+
+ReapedListener = Callable[[Sequence[str]], None]
 
 
 class IPresence(Interface):
@@ -20,11 +24,30 @@ class IPresence(Interface):
     def online() -> Deferred[list[tuple[str, int]]]:
         """Every online user with the time they joined, oldest first."""
 
+    def set_reaped_listener(listener: ReapedListener) -> None:
+        """Called with the names of users whose node died, once each, on
+        the node that removed them (so it can write their LEAVEs)."""
+
+    def start() -> Deferred[None]:
+        """Begin keeping this node's presence alive."""
+
+    def stop() -> Deferred[None]:
+        """Stop; this node's users stay until released or reaped."""
+
 
 @implementer(IPresence)
 class InMemoryPresence:
     def __init__(self) -> None:
         self._users: dict[str, int] = {}
+
+    def set_reaped_listener(self, listener: ReapedListener) -> None:
+        pass  # one process: its users leave with their sessions
+
+    def start(self) -> Deferred[None]:
+        return succeed(None)
+
+    def stop(self) -> Deferred[None]:
+        return succeed(None)
 
     def claim(self, name: str, since_ms: int) -> Deferred[bool]:
         if name in self._users:

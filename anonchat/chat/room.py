@@ -29,6 +29,7 @@ from anonchat.chat.nicknames import claim_nickname
 from anonchat.chat.payload import ApplicationError, parse_chat_content, parse_typing
 from anonchat.chat.presence import IPresence
 from anonchat.chat.ratelimit import TokenBucket
+from anonchat.chat.relay import IRelay, LocalRelay
 from anonchat.stomp.application import DestinationError, IStompApplication
 from anonchat.stomp.session import State, StompSession
 from anonchat.store.interfaces import BufferUnavailable, IMessageArchive, IMessageBuffer
@@ -72,9 +73,10 @@ class ChatUser:
 class ChatRoom:
     def __init__(self, buffer: IMessageBuffer, presence: IPresence, clock: IReactorTime,
                  config: RoomConfig = RoomConfig(), rng: random.Random | None = None,
-                 archive: IMessageArchive | None = None) -> None:
+                 archive: IMessageArchive | None = None, relay: IRelay | None = None) -> None:
         self.buffer = buffer
         self.archive = archive
+        self.relay = relay or LocalRelay()
         self.presence = presence
         self.clock = clock
         self.config = config
@@ -89,6 +91,8 @@ class ChatRoom:
         self._in_flight: set[Deferred[object]] = set()
         self._event_ids = count(1)
         self._event_prefix = f"e{self._rng.getrandbits(32):08x}"
+        presence.set_reaped_listener(self._on_reaped)
+        self.relay.set_listener(lambda body: self.typing.publish(self._event_id(), body))
 
     def _now_ms(self) -> int:
         return int(self.clock.seconds() * 1000)
@@ -122,7 +126,6 @@ class ChatRoom:
         )
         self._sessions[session] = None
         self._append(ChatMessage(MessageType.JOIN, name, "", now_ms))
-        self._publish_users()
         return {"user-name": name}
 
     def disconnected(self, session: StompSession) -> None:
@@ -138,10 +141,20 @@ class ChatRoom:
                 topic.remove(session, subscription)
         if user.typing_timer is not None:
             self._set_typing(user, False)
-        self._append(ChatMessage(MessageType.LEAVE, user.name, "", self._now_ms()))
+        # Released before the LEAVE is appended: every node refreshes its
+        # online list when the LEAVE comes through the feed.
+        leave = ChatMessage(MessageType.LEAVE, user.name, "", self._now_ms())
         released = self.presence.release(user.name)
-        released.addCallback(lambda _: self._publish_users())
+        released.addErrback(lambda f: log.failure("could not release a nickname", failure=f))
+        released.addCallback(lambda _: self._append(leave))
         self._track(released)
+
+    def _on_reaped(self, users: Sequence[str]) -> None:
+        """Users of a node that died: they leave, once, from the node that
+        noticed."""
+        now_ms = self._now_ms()
+        for name in users:
+            self._append(ChatMessage(MessageType.LEAVE, name, "", now_ms))
 
     def subscribe(self, session: StompSession, subscription: str, destination: str, headers: Mapping[str, str]) -> None:
         user: ChatUser = session.principal
@@ -217,8 +230,12 @@ class ChatRoom:
             held.extend(messages)
         publish = self.chat.publish
         deliveries = 0
+        presence_changed = False
         for message in messages:
             deliveries += publish(message.id, message.to_json())
+            presence_changed = presence_changed or message.type is not MessageType.CHAT
+        if presence_changed:
+            self._publish_users()
         return deliveries
 
     async def _replay(self, session: StompSession, subscription: str, since: str) -> None:
@@ -283,7 +300,7 @@ class ChatRoom:
         body = json.dumps(
             {"sender": user.name, "typing": typing, "timestamp": iso_timestamp(self._now_ms())}, ensure_ascii=False
         ).encode("utf-8")
-        self.typing.publish(self._event_id(), body)
+        self.relay.publish(body)
 
     # -- online users -----------------------------------------------------------
 
@@ -305,10 +322,14 @@ class ChatRoom:
 
     # -- shutdown ---------------------------------------------------------------
 
-    def shutdown(self) -> Deferred[object]:
+    def shutdown(self) -> Deferred[None]:
         """Close every session (their LEAVEs are appended) and wait for the
         work in flight to reach the buffer."""
         for session in list(self._sessions):
             self.disconnected(session)
             session.close("server-shutdown")
-        return DeferredList(list(self._in_flight), consumeErrors=True)
+        return Deferred.fromCoroutine(self._settle())
+
+    async def _settle(self) -> None:
+        while self._in_flight:
+            await DeferredList(list(self._in_flight), consumeErrors=True)
