@@ -117,6 +117,21 @@ class AnonchatService(service.Service):
         self._starting = Deferred.fromCoroutine(self._start())
         self._starting.addErrback(self._start_failed)
 
+    async def when_ready(self) -> None:
+        """Wait until the stores are connected and the port is open."""
+        assert self._starting is not None, "service not started"
+        while not self.ready:
+            if self._starting.called and not self.ready:
+                raise RuntimeError("anonchat did not start; see the log")
+            d: Deferred[None] = Deferred()
+            self.reactor.callLater(0.01, d.callback, None)
+            await d
+
+    @property
+    def listening_port(self) -> int:
+        assert self.port is not None
+        return int(self.port.getHost().port)
+
     async def _start(self) -> None:
         await self.buffer.start()
         await self.archive.start()
