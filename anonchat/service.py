@@ -23,7 +23,8 @@ from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from anonchat.chat.message import ChatMessage
-from anonchat.chat.presence import InMemoryPresence
+from anonchat.chat.presence import InMemoryPresence, IPresence
+from anonchat.chat.relay import IRelay, LocalRelay
 from anonchat.chat.room import ChatRoom, RoomConfig
 from anonchat.metrics import Metrics
 from anonchat.settings import Settings
@@ -54,7 +55,8 @@ class AnonchatService(service.Service):
         self.metrics = Metrics()
         self.buffer = make_buffer(settings, reactor)
         self.archive: IMessageArchive = SqlArchive.from_url(settings.database, reactor=reactor)
-        self.presence = InMemoryPresence()
+        self.presence: IPresence = InMemoryPresence()
+        self.relay: IRelay = LocalRelay()
         self.room = ChatRoom(
             self.buffer,
             self.presence,
@@ -66,6 +68,7 @@ class AnonchatService(service.Service):
             ),
             rng=random.SystemRandom(),
             archive=self.archive,
+            relay=self.relay,
         )
         self.buffer.add_listener(self._fan_out)
         self.flusher = Flusher(
@@ -135,6 +138,8 @@ class AnonchatService(service.Service):
     async def _start(self) -> None:
         await self.buffer.start()
         await self.archive.start()
+        await self.presence.start()
+        await self.relay.start()
         self.flusher.start()
         endpoint = serverFromString(self.reactor, self.settings.port)
         self.port = await endpoint.listen(self.site)
@@ -161,6 +166,7 @@ class AnonchatService(service.Service):
         for session in list(self.sessions):
             session.close("server-shutdown")
         await self.flusher.stop()
+        await DeferredList([self.relay.stop(), self.presence.stop()], consumeErrors=True)
         await DeferredList([self.buffer.stop(), self.archive.stop()], consumeErrors=True)
         log.info("anonchat stopped")
 
