@@ -72,6 +72,12 @@ class InMemoryBuffer:
     def append(self, message: ChatMessage) -> Deferred[ChatMessage]:
         if self._stopped:
             return fail(BufferUnavailable("the buffer is stopped"))
+        try:
+            # what Redis could not store is refused here too (lone surrogates)
+            message.sender.encode("utf-8")
+            message.content.encode("utf-8")
+        except UnicodeEncodeError:
+            return fail(ValueError("the message cannot be encoded as UTF-8"))
         stored = message.with_id(self._next_id())
         self._messages.append(stored)
         self._unacknowledged[stored.id] = stored
