@@ -1,0 +1,542 @@
+"""The Redis Streams message buffer: one stream every node appends to and
+reads its ordered feed from, and one consumer group the flushers share.
+
+Keys (``key_prefix`` defaults to ``anonchat:``): ``<prefix>messages`` is the
+stream (fields ``type sender content ts``), consumer group ``archiver``;
+``<prefix>trimmed`` holds the newest id ever trimmed away, because Redis 7.0
+does not record it for ``XTRIM`` (``max-deleted-entry-id`` stays ``0-0``), and
+``read_after`` needs it to tell "nothing newer" from "already trimmed".
+
+Two txredisapi connections, each a pool of one: commands are written as soon
+as they are made (pipelined, answered in order), and the feed's blocking
+``XREAD`` has its own. txredisapi reconnects with backoff by itself and its
+``replyTimeout`` drops a connection that stops answering; a timeout of our
+own on every call also covers calls waiting for a connection, and turns every
+failure into BufferUnavailable. txredisapi schedules on the global reactor;
+the injected one times our own calls.
+
+The consumer group is created at id ``0``, so entries already in the stream
+(from before any node ran, or after Redis lost the group) are archived at
+least once; the archive insert is idempotent. Trimming runs as one Lua script
+so nothing can be claimed between reading the group's state and ``XTRIM``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Awaitable, Callable, Sequence, TypeVar, cast
+from urllib.parse import unquote, urlsplit
+
+import attrs
+import txredisapi
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, fail, succeed
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.ssl import optionsForClientTLS
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from anonchat.chat.message import ChatMessage, MessageType, id_key
+from anonchat.store.interfaces import BufferUnavailable, FeedListener, IMessageBuffer
+
+T = TypeVar("T")
+
+GROUP = "archiver"
+#: our own timeout fires this much after txredisapi's, so that its replyTimeout
+#: (which also drops the stuck connection) wins for a command already sent
+TIMEOUT_GRACE = 0.25
+FEED_BACKOFF_MAX = 2.0
+
+# Trim what is archived down to the newest ``retain`` entries, never past the
+# oldest entry the group has pending or not yet delivered; record the newest
+# id removed. KEYS: stream, marker. ARGV: group, retain.
+TRIM_SCRIPT = """
+local stream, marker = KEYS[1], KEYS[2]
+local group, retain = ARGV[1], tonumber(ARGV[2])
+local function parts(id)
+  local dash = string.find(id, '-', 1, true)
+  return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
+end
+local function older(a, b)
+  local ams, aseq = parts(a)
+  local bms, bseq = parts(b)
+  return ams < bms or (ams == bms and aseq < bseq)
+end
+if redis.call('EXISTS', stream) == 0 then return 0 end
+local window = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', retain + 1)
+if #window <= retain then return 0 end
+local boundary = nil
+if retain > 0 then boundary = window[retain][1] end
+local delivered = nil
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+  local name, last = nil, nil
+  for i = 1, #g, 2 do
+    if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then last = g[i + 1] end
+  end
+  if name == group then delivered = last end
+end
+if not delivered then return 0 end
+if boundary == nil or older(delivered, boundary) then boundary = delivered end
+local pending = redis.call('XPENDING', stream, group)
+if pending[1] > 0 and older(pending[2], boundary) then boundary = pending[2] end
+if boundary == '0-0' then return 0 end
+local gone = redis.call('XREVRANGE', stream, '(' .. boundary, '-', 'COUNT', 1)
+if #gone == 0 then return 0 end
+local trimmed = redis.call('XTRIM', stream, 'MINID', boundary)
+local previous = redis.call('GET', marker)
+if (not previous) or older(previous, gone[1][1]) then redis.call('SET', marker, gone[1][1]) end
+return trimmed
+"""
+
+
+@attrs.frozen
+class RedisAddress:
+    """Where Redis is, from ``redis://[[user]:password@]host[:port][/db]``
+    (``rediss://`` for TLS)."""
+
+    host: str
+    port: int = 6379
+    db: int = 0
+    password: str | None = attrs.field(default=None, repr=False)
+    tls: bool = False
+    username: str | None = None
+
+
+def parse_redis_url(url: str) -> RedisAddress:
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError("a Redis URL starts with redis:// or rediss://")
+    path = parts.path.strip("/")
+    if path and not path.isdigit():
+        raise ValueError("the Redis db in the URL path must be a number")
+    return RedisAddress(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 6379,
+        db=int(path) if path else 0,
+        password=unquote(parts.password) if parts.password else None,
+        tls=parts.scheme == "rediss",
+        username=unquote(parts.username) if parts.username else None,
+    )
+
+
+class _RedisProtocol(txredisapi.RedisProtocol):  # type: ignore[misc]
+    """txredisapi's protocol, parsing a whole read in one go.
+
+    Its line parser goes back to the reactor (``callLater(0)``) after every
+    bulk string, so a 500-entry XREAD took thousands of reactor turns and
+    could still be parsing after the connection was closed; here the rest
+    of the read is parsed in a loop instead (not recursively: no deep stack).
+    """
+
+    _rest = b""
+
+    def setLineMode(self, extra: bytes = b"") -> None:
+        self.line_mode = 1
+        if extra:
+            self._rest += extra
+
+    def dataReceived(self, data: bytes, unpause: bool = False) -> None:
+        super().dataReceived(data, unpause)
+        while self._rest and self.transport is not None:
+            rest, self._rest = self._rest, b""
+            super().dataReceived(rest)
+
+
+class _ReconnectingFactory(txredisapi.RedisFactory):  # type: ignore[misc]
+    """A txredisapi pool that keeps reconnecting whatever happens.
+
+    txredisapi gives up for good when AUTH or SELECT fails on a new
+    connection, which is also what a server that is paused or still
+    loading looks like (the reply times out); we retry with backoff instead.
+    """
+
+    protocol = _RedisProtocol
+    initialDelay = 0.1
+    maxDelay = 5.0
+    log = Logger()
+
+    def stopTrying(self) -> Deferred[Any]:
+        if self.disconnectCalled:
+            return super().stopTrying()  # type: ignore[no-any-return]
+        return succeed(None)
+
+    def connectionError(self, why: str) -> None:
+        self.log.warn("Redis connection not usable: {why}", why=why)
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, Any]:
+    return dict(zip(flat[::2], flat[1::2]))
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+@implementer(IMessageBuffer)
+class RedisStreamBuffer:
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        url: str,
+        *,
+        retain: int = 1000,
+        claim_idle: float = 30.0,
+        key_prefix: str = "anonchat:",
+        node_id: str | None = None,
+        command_timeout: float = 5.0,
+        block_ms: int = 1000,
+        read_count: int = 500,
+    ) -> None:
+        if retain < 0:
+            raise ValueError("retain must not be negative")
+        self._reactor = reactor
+        self._address = parse_redis_url(url)
+        self._retain = retain
+        self._claim_idle_ms = max(int(claim_idle * 1000), 0)
+        self._stream = key_prefix + "messages"
+        self._marker = key_prefix + "trimmed"
+        self._consumer = node_id or uuid.uuid4().hex
+        self._timeout = command_timeout
+        self._block_ms = block_ms
+        self._read_count = read_count
+        self._listeners: list[FeedListener] = []
+        self._commands: Any = None
+        self._feed_connection: Any = None
+        self._running = False
+        self._last_id = "0-0"
+        self._feed_call: Deferred[Any] | None = None
+        self._feed_done: Deferred[None] | None = None
+
+    # -- connections ----------------------------------------------------------
+
+    def _endpoint(self) -> IStreamClientEndpoint:
+        address = self._address
+        endpoint = cast(
+            IStreamClientEndpoint,
+            HostnameEndpoint(self._reactor, address.host, address.port, timeout=max(self._timeout, 1.0)),
+        )
+        if address.tls:
+            # verifies the certificate against the platform trust store and
+            # the host name (or IP address) with service_identity
+            endpoint = wrapClientTLS(optionsForClientTLS(address.host), endpoint)
+        return endpoint
+
+    def _connect(self, reply_timeout: float) -> Any:
+        address = self._address
+        factory = _ReconnectingFactory(
+            uuid=f"{address.host}:{address.port}",
+            dbid=address.db or None,
+            poolsize=1,
+            isLazy=True,
+            handler=txredisapi.ConnectionHandler,
+            charset="utf-8",
+            password=address.password,
+            replyTimeout=reply_timeout,
+            convertNumbers=False,
+            username=address.username,
+        )
+        factory.startConnecting(self._endpoint())
+        return factory
+
+    def _call(self, factory: Any, timeout: float, *args: Any) -> Deferred[Any]:
+        if not self._running or factory is None:
+            return fail(BufferUnavailable("the Redis buffer is not running"))
+        try:
+            d: Deferred[Any] = factory.handler.execute_command(*args)
+        except Exception as e:
+            return fail(BufferUnavailable(str(e)))
+        d.addTimeout(timeout + TIMEOUT_GRACE, self._reactor)
+        return d
+
+    def _command(self, *args: Any) -> Deferred[Any]:
+        return self._call(self._commands, self._timeout, *args)
+
+    def _public(self, name: str, work: Callable[[], Awaitable[T]]) -> Deferred[T]:
+        """Run one public operation; every failure becomes BufferUnavailable."""
+
+        async def run() -> T:
+            return await work()
+
+        def unavailable(failure: Failure) -> Failure:
+            if failure.check(BufferUnavailable, ValueError):
+                return failure
+            if failure.check(txredisapi.InvalidData):
+                # its text quotes the value: never log or pass on a message body
+                return Failure(ValueError("the message cannot be encoded as UTF-8"))
+            error = failure.type.__name__
+            if failure.check(txredisapi.ResponseError):
+                error = failure.getErrorMessage()  # Redis' own words, no values in them
+            self.log.warn("Redis {operation} failed: {error}", operation=name, error=error)
+            return Failure(BufferUnavailable(f"Redis {name} failed: {error}"))
+
+        return Deferred.fromCoroutine(run()).addErrback(unavailable)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> Deferred[None]:
+        return self._public("start", self._start)
+
+    async def _start(self) -> None:
+        if self._running:
+            return
+        self._running = True
+        self._commands = self._connect(self._timeout)
+        self._feed_connection = self._connect(self._block_ms / 1000 + self._timeout)
+        try:
+            await self._ensure_group()
+            info = _pairs(await self._command("XINFO", "STREAM", self._stream))
+            self._last_id = _text(info["last-generated-id"])
+            await self._call(self._feed_connection, self._timeout, "PING")
+        except BaseException:
+            await self._close()
+            raise
+        self._feed_done = Deferred.fromCoroutine(self._feed())
+        self.log.info(
+            "Redis buffer started: stream {stream}, consumer {consumer}, feed after {last_id}",
+            stream=self._stream, consumer=self._consumer, last_id=self._last_id,
+        )
+
+    def stop(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        if not self._running:
+            return
+        self._running = False
+        if self._feed_call is not None:
+            self._feed_call.cancel()
+        if self._feed_done is not None:
+            await self._feed_done
+            self._feed_done = None
+        await self._close()
+
+    async def _close(self) -> None:
+        self._running = False
+        factories = [f for f in (self._commands, self._feed_connection) if f is not None]
+        self._commands = self._feed_connection = None
+        await DeferredList([f.disconnect() for f in factories], consumeErrors=True)
+        # txredisapi hands new connections over with callLater(0, ...)
+        await deferLater(self._reactor, 0, lambda: None)
+
+    async def _ensure_group(self) -> None:
+        try:
+            await self._command("XGROUP", "CREATE", self._stream, GROUP, "0", "MKSTREAM")
+        except txredisapi.ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+
+    async def _group_command(self, *args: Any) -> Any:
+        """A group command; the group is created again if Redis lost it
+        (restarted without persistence)."""
+        try:
+            return await self._command(*args)
+        except txredisapi.ResponseError as e:
+            if "NOGROUP" not in str(e):
+                raise
+        self.log.warn("Redis consumer group {group} was missing, creating it", group=GROUP)
+        await self._ensure_group()
+        return await self._command(*args)
+
+    # -- the ordered feed -----------------------------------------------------
+
+    def add_listener(self, listener: FeedListener) -> None:
+        self._listeners.append(listener)
+
+    async def _feed(self) -> None:
+        backoff = 0.0
+        while self._running:
+            try:
+                self._feed_call = self._call(
+                    self._feed_connection, self._block_ms / 1000 + self._timeout,
+                    "XREAD", "BLOCK", self._block_ms, "COUNT", self._read_count, "STREAMS", self._stream, self._last_id,
+                )
+                reply = await self._feed_call
+            except Exception as e:
+                if not self._running:
+                    break
+                backoff = min(max(backoff * 2, 0.1), FEED_BACKOFF_MAX)
+                self.log.warn(
+                    "Redis feed read failed ({error}), retrying in {delay}s after {last_id}",
+                    error=type(e).__name__, delay=backoff, last_id=self._last_id,
+                )
+                self._feed_call = deferLater(self._reactor, backoff, lambda: None)
+                try:
+                    await self._feed_call
+                except CancelledError:
+                    break
+                continue
+            finally:
+                self._feed_call = None
+            backoff = 0.0
+            entries = reply[0][1] if reply else []
+            if not entries:
+                continue
+            self._last_id = _text(entries[-1][0])
+            batch = self._messages(entries)
+            if batch:
+                self._deliver(batch)
+
+    def _deliver(self, batch: list[ChatMessage]) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(batch)
+            except Exception:
+                self.log.failure("feed listener {listener!r} failed", listener=listener)
+
+    def _messages(self, entries: Sequence[Any]) -> list[ChatMessage]:
+        messages = []
+        for entry in entries:
+            message = self._message(entry)
+            if message is not None:
+                messages.append(message)
+        return messages
+
+    def _message(self, entry: Sequence[Any]) -> ChatMessage | None:
+        entry_id, fields = _text(entry[0]), entry[1]
+        if not fields:
+            return None
+        values = {_text(k): _text(v) for k, v in _pairs(fields).items()}
+        try:
+            return ChatMessage(
+                type=MessageType(values["type"]),
+                sender=values["sender"],
+                content=values["content"],
+                created_ms=int(values["ts"]),
+                id=entry_id,
+            )
+        except (KeyError, ValueError):
+            self.log.warn("skipping malformed stream entry {entry_id}", entry_id=entry_id)
+            return None
+
+    # -- appending and reading ------------------------------------------------
+
+    def append(self, message: ChatMessage) -> Deferred[ChatMessage]:
+        # not a coroutine on purpose: the XADD is written at once, so appends
+        # made in a row are pipelined and get ids in call order
+        d = self._command(
+            "XADD", self._stream, "*",
+            "type", message.type.value, "sender", message.sender,
+            "content", message.content, "ts", str(message.created_ms),
+        )
+        return self._public("append", lambda: self._appended(d, message))
+
+    async def _appended(self, d: Deferred[Any], message: ChatMessage) -> ChatMessage:
+        return message.with_id(_text(await d))
+
+    def recent(self, limit: int) -> Deferred[list[ChatMessage]]:
+        return self.read_before(None, limit)
+
+    def read_before(self, before_id: str | None, limit: int) -> Deferred[list[ChatMessage]]:
+        async def work() -> list[ChatMessage]:
+            if limit <= 0:
+                return []
+            end = "+"
+            if before_id is not None:
+                if id_key(before_id) == (0, 0):
+                    return []
+                end = "(" + before_id
+            entries = await self._command("XREVRANGE", self._stream, end, "-", "COUNT", limit)
+            return self._messages(list(reversed(entries)))
+
+        return self._public("read_before", work)
+
+    def read_after(self, after_id: str, limit: int) -> Deferred[list[ChatMessage] | None]:
+        async def work() -> list[ChatMessage] | None:
+            after = id_key(after_id)
+            # range first, marker second (same connection, in order): a trim
+            # in between makes the answer None rather than a silent gap
+            entries = self._command("XRANGE", self._stream, "(" + after_id, "+", "COUNT", max(limit, 1))
+            marker = self._command("GET", self._marker)
+            entries_reply, marker_reply = await entries, await marker
+            if marker_reply is not None and after < id_key(_text(marker_reply)):
+                return None
+            return self._messages(entries_reply)[: max(limit, 0)]
+
+        return self._public("read_after", work)
+
+    # -- archiving ------------------------------------------------------------
+
+    def claim_batch(self, limit: int) -> Deferred[list[ChatMessage]]:
+        return self._public("claim_batch", lambda: self._claim(limit))
+
+    async def _claim(self, limit: int) -> list[ChatMessage]:
+        if limit <= 0:
+            return []
+        # take over what dead consumers left idle, then (re-)read all our own
+        # pending entries, oldest first, then new ones
+        await self._group_command(
+            "XAUTOCLAIM", self._stream, GROUP, self._consumer, self._claim_idle_ms, "0-0", "COUNT", limit, "JUSTID"
+        )
+        own = await self._group_command(
+            "XREADGROUP", "GROUP", GROUP, self._consumer, "COUNT", limit, "STREAMS", self._stream, "0"
+        )
+        entries = list(own[0][1]) if own else []
+        deleted = [_text(e[0]) for e in entries if not e[1]]
+        if deleted:
+            # pending but no longer in the stream: nothing left to archive
+            await self._command("XACK", self._stream, GROUP, *deleted)
+        batch = self._messages(entries)
+        if len(entries) < limit:
+            new = await self._group_command(
+                "XREADGROUP", "GROUP", GROUP, self._consumer, "COUNT", limit - len(entries),
+                "STREAMS", self._stream, ">",
+            )
+            batch.extend(self._messages(new[0][1] if new else []))
+        return batch
+
+    def acknowledge(self, message_ids: Sequence[str]) -> Deferred[None]:
+        async def work() -> None:
+            ids = list(message_ids)
+            acks = []
+            for start in range(0, len(ids), 1000):
+                acks.append(self._command("XACK", self._stream, GROUP, *ids[start : start + 1000]))
+            trim = self._command("EVAL", TRIM_SCRIPT, 2, self._stream, self._marker, GROUP, self._retain)
+            for ack in acks:
+                try:
+                    await ack
+                except txredisapi.ResponseError as e:
+                    if "NOGROUP" not in str(e):
+                        raise
+            trimmed = await trim
+            if trimmed:
+                self.log.debug("trimmed {count} archived entries", count=trimmed)
+
+        return self._public("acknowledge", work)
+
+    def backlog(self) -> Deferred[int]:
+        async def work() -> int:
+            try:
+                groups = await self._command("XINFO", "GROUPS", self._stream)
+            except txredisapi.ResponseError as e:
+                if "no such key" in str(e).lower():
+                    return 0
+                raise
+            for group in groups:
+                info = _pairs(group)
+                if _text(info.get("name")) != GROUP:
+                    continue
+                if info.get("lag") is not None:
+                    return int(info["pending"]) + int(info["lag"])
+                undelivered = await self._command(
+                    "XRANGE", self._stream, "(" + _text(info["last-delivered-id"]), "+"
+                )
+                return int(info["pending"]) + len(undelivered)
+            # no group (Redis lost it): it will be created at 0, all is backlog
+            return int(await self._command("XLEN", self._stream))
+
+        return self._public("backlog", work)
+
+    def ping(self) -> Deferred[bool]:
+        async def work() -> bool:
+            try:
+                return _text(await self._command("PING")) == "PONG"
+            except Exception:
+                return False
+
+        return Deferred.fromCoroutine(work())
