@@ -1,0 +1,220 @@
+#!/usr/bin/env node
+// A small scriptable driver around the real @stomp/stompjs client, for the
+// black-box tests in tests/test_e2e_stompjs.py.
+//
+//   node stomp_client.js '<scenario JSON>'
+//
+// A scenario is {"url": "ws://...", "steps": [...]}; steps run in order and
+// each one finishes before the next starts. Every event is printed to stdout
+// as one JSON line ({"ev": ..., "c": client name, ...}), so the Python test
+// asserts on what the client saw. A step that fails prints {"ev": "fail"}
+// and the process exits 1. Steps:
+//
+//   {"op": "connect", "c": "a", "versions": ["1.2"], "heartbeat": [in, out],
+//    "headers": {...}}                 stompjs Client, resolves on CONNECTED
+//   {"op": "subscribe", "c": "a", "destination": "/topic/chat", "id": "sub-0"}
+//   {"op": "send", "c": "a", "destination": ..., "body": "...",
+//    "headers": {...}, "receipt": "r-1"}        waits for the RECEIPT if given
+//   {"op": "sendMany", "c": "a", "destination": ..., "bodies": [...]}
+//   {"op": "wait", "c": "b", "count": N, "destination": ..., "type": "CHAT",
+//    "content": "...", "timeout": ms}  until b holds N such MESSAGE frames
+//   {"op": "sleep", "ms": N}
+//   {"op": "drop", "c": "a"}           destroy the TCP socket: no DISCONNECT,
+//                                      no WebSocket close frame
+//   {"op": "disconnect", "c": "a"}     DISCONNECT and close (stompjs deactivate)
+//   {"op": "waitClose", "c": "a", "timeout": ms}
+//   {"op": "raw", "c": "r", "protocols": [...], "send": ["..."],
+//    "timeout": ms}                    plain `ws`: send the strings as they are,
+//                                      report each message and the close
+//   {"op": "mark", "name": "ready"}    print {"ev": "mark", "name": ...}
+//   {"op": "input"}                    wait for one line on stdin (the test's go)
+'use strict';
+
+const path = require('path');
+const readline = require('readline');
+const WebSocket = require(path.join(__dirname, 'node_modules', 'ws'));
+const { Client, Versions } = require(path.join(__dirname, 'node_modules', '@stomp', 'stompjs'));
+
+function emit(ev, fields) {
+  process.stdout.write(JSON.stringify(Object.assign({ ev }, fields)) + '\n');
+}
+
+const clients = {};
+let stdinLines = null;
+
+function until(check, timeout, what) {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const poll = () => {
+      if (check()) return resolve();
+      if (Date.now() - started > timeout) return reject(new Error(`timeout after ${timeout} ms waiting for ${what}`));
+      setTimeout(poll, 5);
+    };
+    poll();
+  });
+}
+
+function withTimeout(promise, timeout, what) {
+  let timer;
+  const expired = new Promise((resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timeout after ${timeout} ms waiting for ${what}`)), timeout);
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}
+
+function connect(url, step) {
+  const name = step.c;
+  const state = { messages: [], closed: false, heartbeatsIn: 0 };
+  const versions = new Versions(step.versions || ['1.2', '1.1', '1.0']);
+  const [incoming, outgoing] = step.heartbeat || [10000, 10000];
+  const client = new Client({
+    stompVersions: versions,
+    connectHeaders: step.headers || {},
+    heartbeatIncoming: incoming,
+    heartbeatOutgoing: outgoing,
+    reconnectDelay: 0,
+    webSocketFactory: () => {
+      const ws = new WebSocket(url, versions.protocolVersions());
+      // A bare EOL in its own WebSocket message is a server heart-beat.
+      ws.on('message', (data) => {
+        const text = data.toString('utf8');
+        if (text === '\n' || text === '\r\n') {
+          state.heartbeatsIn += 1;
+          emit('heartbeat', { c: name });
+        }
+      });
+      ws.on('open', () => emit('ws_open', { c: name, protocol: ws.protocol }));
+      return ws;
+    },
+    debug: (line) => {
+      if (/did not receive server activity/.test(line)) emit('heartbeat_lost', { c: name, line });
+    },
+  });
+  state.client = client;
+  clients[name] = state;
+  return withTimeout(new Promise((resolve, reject) => {
+    client.onConnect = (frame) => {
+      emit('connected', { c: name, headers: frame.headers });
+      resolve();
+    };
+    client.onStompError = (frame) => {
+      emit('stomp_error', { c: name, headers: frame.headers, body: frame.body });
+    };
+    client.onWebSocketClose = (evt) => {
+      state.closed = true;
+      emit('ws_close', { c: name, code: evt.code, reason: String(evt.reason || '') });
+      reject(new Error(`${name}: closed before CONNECTED`));
+    };
+    client.onUnhandledReceipt = (frame) => emit('receipt', { c: name, headers: frame.headers, unhandled: true });
+    client.activate();
+  }), step.timeout || 5000, `${name} to connect`);
+}
+
+function subscribe(step) {
+  const state = clients[step.c];
+  const headers = Object.assign({}, step.headers || {});
+  if (step.id) headers.id = step.id;
+  state.client.subscribe(step.destination, (msg) => {
+    state.messages.push({ destination: msg.headers.destination, body: msg.body });
+    emit('message', { c: step.c, headers: msg.headers, body: msg.body });
+  }, headers);
+}
+
+function send(step) {
+  const state = clients[step.c];
+  const headers = Object.assign({}, step.headers || {});
+  let got = Promise.resolve();
+  if (step.receipt) {
+    headers.receipt = step.receipt;
+    got = new Promise((resolve) => {
+      state.client.watchForReceipt(step.receipt, (frame) => {
+        emit('receipt', { c: step.c, headers: frame.headers });
+        resolve();
+      });
+    });
+  }
+  state.client.publish({ destination: step.destination, body: step.body, headers });
+  return withTimeout(got, step.timeout || 5000, `receipt ${step.receipt}`);
+}
+
+function matching(state, step) {
+  return state.messages.filter((m) => {
+    if (step.destination && m.destination !== step.destination) return false;
+    if (step.type || step.content !== undefined) {
+      try {
+        const message = JSON.parse(m.body);
+        if (step.type && message.type !== step.type) return false;
+        if (step.content !== undefined && message.content !== step.content) return false;
+      } catch (e) {
+        return false;
+      }
+    }
+    return true;
+  }).length;
+}
+
+function raw(url, step) {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url, step.protocols || ['v12.stomp']);
+    const timer = setTimeout(() => {
+      emit('raw_timeout', { c: step.c });
+      ws.terminate();
+    }, step.timeout || 5000);
+    ws.on('open', () => {
+      emit('ws_open', { c: step.c, protocol: ws.protocol });
+      for (const data of step.send || []) ws.send(data);
+    });
+    ws.on('message', (data, isBinary) => emit('raw_message', { c: step.c, data: data.toString('utf8'), binary: isBinary }));
+    ws.on('error', (err) => emit('ws_error', { c: step.c, message: String(err.message) }));
+    ws.on('close', (code, reason) => {
+      clearTimeout(timer);
+      emit('ws_close', { c: step.c, code, reason: reason.toString('utf8') });
+      resolve();
+    });
+  });
+}
+
+async function runStep(url, step) {
+  const state = clients[step.c];
+  switch (step.op) {
+    case 'connect': return connect(url, step);
+    case 'subscribe': return subscribe(step);
+    case 'send': return send(step);
+    case 'sendMany':
+      for (const body of step.bodies) state.client.publish({ destination: step.destination, body, headers: step.headers || {} });
+      return undefined;
+    case 'wait':
+      return until(() => matching(state, step) >= step.count, step.timeout || 5000,
+        `${step.count} ${step.type || ''} messages on ${step.c}, got ${matching(state, step)}`);
+    case 'sleep': return new Promise((resolve) => setTimeout(resolve, step.ms));
+    case 'drop':
+      state.client.webSocket._socket.destroy();
+      return undefined;
+    case 'disconnect': return state.client.deactivate();
+    case 'waitClose': return until(() => state.closed, step.timeout || 5000, `${step.c} to close`);
+    case 'raw': return raw(url, step);
+    case 'mark': emit('mark', { name: step.name }); return undefined;
+    case 'input':
+      stdinLines = stdinLines || readline.createInterface({ input: process.stdin });
+      return new Promise((resolve) => stdinLines.once('line', () => resolve()));
+    default: throw new Error(`unknown op ${step.op}`);
+  }
+}
+
+async function main() {
+  const scenario = JSON.parse(process.argv[2]);
+  for (let i = 0; i < scenario.steps.length; i += 1) {
+    const step = scenario.steps[i];
+    try {
+      await runStep(scenario.url, step);
+    } catch (err) {
+      emit('fail', { step: i, op: step.op, message: String(err && err.message) });
+      process.exit(1);
+    }
+    emit('step', { step: i, op: step.op });
+  }
+  emit('done', {});
+  process.exit(0);
+}
+
+main();
