@@ -24,15 +24,10 @@ so nothing can be claimed between reading the group's state and ``XTRIM``.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Awaitable, Callable, Sequence, TypeVar, cast
-from urllib.parse import unquote, urlsplit
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
-import attrs
 import txredisapi
-from twisted.internet.defer import CancelledError, Deferred, DeferredList, fail, succeed
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.internet.ssl import optionsForClientTLS
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, fail
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -40,6 +35,9 @@ from zope.interface import implementer
 
 from anonchat.chat.message import ChatMessage, MessageType, id_key
 from anonchat.store.interfaces import BufferUnavailable, FeedListener, IMessageBuffer
+from anonchat.store.redis_connection import RedisAddress, connect, parse_redis_url
+
+__all__ = ["RedisStreamBuffer", "RedisAddress", "parse_redis_url"]
 
 T = TypeVar("T")
 
@@ -91,81 +89,6 @@ return trimmed
 """
 
 
-@attrs.frozen
-class RedisAddress:
-    """Where Redis is, from ``redis://[[user]:password@]host[:port][/db]``
-    (``rediss://`` for TLS)."""
-
-    host: str
-    port: int = 6379
-    db: int = 0
-    password: str | None = attrs.field(default=None, repr=False)
-    tls: bool = False
-    username: str | None = None
-
-
-def parse_redis_url(url: str) -> RedisAddress:
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss"):
-        raise ValueError("a Redis URL starts with redis:// or rediss://")
-    path = parts.path.strip("/")
-    if path and not path.isdigit():
-        raise ValueError("the Redis db in the URL path must be a number")
-    return RedisAddress(
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 6379,
-        db=int(path) if path else 0,
-        password=unquote(parts.password) if parts.password else None,
-        tls=parts.scheme == "rediss",
-        username=unquote(parts.username) if parts.username else None,
-    )
-
-
-class _RedisProtocol(txredisapi.RedisProtocol):  # type: ignore[misc]
-    """txredisapi's protocol, parsing a whole read in one go.
-
-    Its line parser goes back to the reactor (``callLater(0)``) after every
-    bulk string, so a 500-entry XREAD took thousands of reactor turns and
-    could still be parsing after the connection was closed; here the rest
-    of the read is parsed in a loop instead (not recursively: no deep stack).
-    """
-
-    _rest = b""
-
-    def setLineMode(self, extra: bytes = b"") -> None:
-        self.line_mode = 1
-        if extra:
-            self._rest += extra
-
-    def dataReceived(self, data: bytes, unpause: bool = False) -> None:
-        super().dataReceived(data, unpause)
-        while self._rest and self.transport is not None:
-            rest, self._rest = self._rest, b""
-            super().dataReceived(rest)
-
-
-class _ReconnectingFactory(txredisapi.RedisFactory):  # type: ignore[misc]
-    """A txredisapi pool that keeps reconnecting whatever happens.
-
-    txredisapi gives up for good when AUTH or SELECT fails on a new
-    connection, which is also what a server that is paused or still
-    loading looks like (the reply times out); we retry with backoff instead.
-    """
-
-    protocol = _RedisProtocol
-    initialDelay = 0.1
-    maxDelay = 5.0
-    log = Logger()
-
-    def stopTrying(self) -> Deferred[Any]:
-        if self.disconnectCalled:
-            return super().stopTrying()  # type: ignore[no-any-return]
-        return succeed(None)
-
-    def connectionError(self, why: str) -> None:
-        self.log.warn("Redis connection not usable: {why}", why=why)
-
-
 def _pairs(flat: Sequence[Any]) -> dict[str, Any]:
     return dict(zip(flat[::2], flat[1::2]))
 
@@ -215,34 +138,8 @@ class RedisStreamBuffer:
 
     # -- connections ----------------------------------------------------------
 
-    def _endpoint(self) -> IStreamClientEndpoint:
-        address = self._address
-        endpoint = cast(
-            IStreamClientEndpoint,
-            HostnameEndpoint(self._reactor, address.host, address.port, timeout=max(self._timeout, 1.0)),
-        )
-        if address.tls:
-            # verifies the certificate against the platform trust store and
-            # the host name (or IP address) with service_identity
-            endpoint = wrapClientTLS(optionsForClientTLS(address.host), endpoint)
-        return endpoint
-
     def _connect(self, reply_timeout: float) -> Any:
-        address = self._address
-        factory = _ReconnectingFactory(
-            uuid=f"{address.host}:{address.port}",
-            dbid=address.db or None,
-            poolsize=1,
-            isLazy=True,
-            handler=txredisapi.ConnectionHandler,
-            charset="utf-8",
-            password=address.password,
-            replyTimeout=reply_timeout,
-            convertNumbers=False,
-            username=address.username,
-        )
-        factory.startConnecting(self._endpoint())
-        return factory
+        return connect(self._reactor, self._address, reply_timeout=reply_timeout, connect_timeout=self._timeout)
 
     def _call(self, factory: Any, timeout: float, *args: Any) -> Deferred[Any]:
         if not self._running or factory is None:
