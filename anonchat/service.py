@@ -57,6 +57,12 @@ class AnonchatService(service.Service):
         self.archive: IMessageArchive = SqlArchive.from_url(settings.database, reactor=reactor)
         self.presence: IPresence = InMemoryPresence()
         self.relay: IRelay = LocalRelay()
+        if settings.redis:
+            from anonchat.store.redis_presence import RedisPresence
+            from anonchat.store.redis_relay import RedisRelay
+
+            self.presence = RedisPresence(reactor, settings.redis)
+            self.relay = RedisRelay(reactor, settings.redis)
         self.room = ChatRoom(
             self.buffer,
             self.presence,

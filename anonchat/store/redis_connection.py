@@ -49,8 +49,8 @@ def parse_redis_url(url: str) -> RedisAddress:
     )
 
 
-class RedisProtocol(txredisapi.RedisProtocol):  # type: ignore[misc]
-    """txredisapi's protocol, parsing a whole read in one go.
+class WholeReadParsing:
+    """Mixed into txredisapi's protocols: parse a whole read in one go.
 
     Its line parser goes back to the reactor (``callLater(0)``) after every
     bulk string, so a 500-entry XREAD took thousands of reactor turns and
@@ -66,10 +66,29 @@ class RedisProtocol(txredisapi.RedisProtocol):  # type: ignore[misc]
             self._rest += extra
 
     def dataReceived(self, data: bytes, unpause: bool = False) -> None:
-        super().dataReceived(data, unpause)
+        super().dataReceived(data, unpause)  # type: ignore[misc]
         while self._rest and self.transport is not None:
             rest, self._rest = self._rest, b""
-            super().dataReceived(rest)
+            super().dataReceived(rest)  # type: ignore[misc]
+
+
+class RedisProtocol(WholeReadParsing, txredisapi.RedisProtocol):  # type: ignore[misc]
+    pass
+
+
+class SubscriberProtocol(WholeReadParsing, txredisapi.SubscriberProtocol):  # type: ignore[misc]
+    """Subscribes to its factory's channel on every (re)connection and hands
+    each message to the factory's listener."""
+
+    def connectionMade(self) -> Any:
+        d = super().connectionMade()
+        self.whenConnected().addCallback(lambda p: p.subscribe(self.factory.channel)).addErrback(
+            lambda f: self.factory.log.warn("Redis SUBSCRIBE failed: {error}", error=f.getErrorMessage())
+        )
+        return d
+
+    def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
+        self.factory.listener(message)
 
 
 class ReconnectingFactory(txredisapi.RedisFactory):  # type: ignore[misc]
@@ -94,6 +113,15 @@ class ReconnectingFactory(txredisapi.RedisFactory):  # type: ignore[misc]
         self.log.warn("Redis connection not usable: {why}", why=why)
 
 
+class SubscriberFactory(ReconnectingFactory):
+    protocol = SubscriberProtocol
+
+    def __init__(self, *args: Any, channel: str, listener: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.channel = channel
+        self.listener = listener
+
+
 def endpoint(reactor: Any, address: RedisAddress, timeout: float) -> IStreamClientEndpoint:
     result = cast(IStreamClientEndpoint, HostnameEndpoint(reactor, address.host, address.port, timeout=max(timeout, 1.0)))
     if address.tls:
@@ -103,10 +131,10 @@ def endpoint(reactor: Any, address: RedisAddress, timeout: float) -> IStreamClie
     return result
 
 
-def connect(reactor: Any, address: RedisAddress, *, reply_timeout: float, connect_timeout: float,
-            factory_class: type[ReconnectingFactory] | None = None) -> Any:
+def connect(reactor: Any, address: RedisAddress, *, reply_timeout: float | None, connect_timeout: float,
+            factory_class: type[ReconnectingFactory] = ReconnectingFactory, **extra: Any) -> Any:
     """A started, reconnecting pool of one connection (commands pipelined)."""
-    factory = (factory_class or ReconnectingFactory)(
+    factory = factory_class(
         uuid=f"{address.host}:{address.port}",
         dbid=address.db or None,
         poolsize=1,
@@ -117,6 +145,7 @@ def connect(reactor: Any, address: RedisAddress, *, reply_timeout: float, connec
         replyTimeout=reply_timeout,
         convertNumbers=False,
         username=address.username,
+        **extra,
     )
     factory.startConnecting(endpoint(reactor, address, connect_timeout))
     return factory
