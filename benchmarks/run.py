@@ -1,0 +1,601 @@
+#!/usr/bin/env python
+"""Run the anonchat benchmarks: the same load, in the same run, against the
+baseline broadcast server (the floor of Twisted + Autobahn), anonchat (Redis
+buffer + MariaDB archive + flusher) and RabbitMQ Web-STOMP when its port
+answers; then print the figures and the anonchat/baseline ratios.
+
+    /work/venv/bin/python benchmarks/run.py                 # every scenario
+    /work/venv/bin/python benchmarks/run.py --only a,b --step 5
+    /work/venv/bin/python benchmarks/run.py --only a --profile
+
+Scenarios (targets from the "Benchmarks and speed" issue):
+  a  200 subscribers, 10 publishers, stepped rates until p99 > 100 ms or a
+     delivery goes missing: highest passing rate per server, ratio >= 0.8
+  b  1,000 subscribers: deliveries/s with p99 <= 250 ms, >= 100,000/s
+  c  10,000 idle connections with heart-beats in one server process:
+     VmRSS per connection <= 20 KiB; 500 connects+disconnects per second
+  d  flusher into MariaDB: messages/s drained (>= 20,000/s) and the lag
+     from send to row at 5,000 msg/s (< 2 s)
+  e  clients that stop reading are disconnected past --max-send-buffer and
+     the server's RSS stays flat
+
+Outputs go to benchmarks/results/<timestamp>/ (git-ignored): the JSON
+lines of every loadgen run, server logs, profiles and summary.md.
+Needs: node + `npm install` in benchmarks/, Redis (db 14 is flushed!),
+MariaDB (database anonchat_bench is created and emptied).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from typing import Any, Callable
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+BIN = os.path.dirname(sys.executable)
+
+REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 14
+MYSQL = dict(host="127.0.0.1", port=3306, user="root", password="")
+DATABASE = "anonchat_bench"
+
+ANONCHAT_PORT, BASELINE_PORT = 8091, 8090
+RABBIT_URL = "ws://127.0.0.1:15674/ws"
+
+
+# -- small clients ----------------------------------------------------------------
+
+
+def redis(*args: str | int) -> Any:
+    """One command over RESP, enough for FLUSHDB/XLEN/INFO."""
+    with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=10) as sock:
+        out = b""
+        for command in (("SELECT", REDIS_DB), args):
+            parts = [str(a).encode() for a in command]
+            out += b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+        sock.sendall(out)
+        reader = sock.makefile("rb")
+
+        def read() -> Any:
+            line = reader.readline()
+            kind, rest = line[:1], line[1:-2]
+            if kind in (b"+", b"-"):
+                return rest.decode()
+            if kind == b":":
+                return int(rest)
+            if kind == b"$":
+                n = int(rest)
+                return None if n < 0 else reader.read(n + 2)[:-2].decode()
+            if kind == b"*":
+                return [read() for _ in range(int(rest))]
+            raise RuntimeError(f"unexpected Redis reply {line!r}")
+
+        read()
+        return read()
+
+
+def mysql(sql: str, database: str | None = DATABASE) -> list[tuple[Any, ...]]:
+    import pymysql
+
+    conn = pymysql.connect(database=database, autocommit=True, **MYSQL)  # type: ignore[arg-type]
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for want in (65536, hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(want, hard)))
+            break
+        except (ValueError, OSError):
+            continue
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def fd_limit_of(pid: int) -> str:
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return " ".join(line.split()[3:5])
+    return "?"
+
+
+# -- servers ------------------------------------------------------------------------
+
+
+class Server:
+    def __init__(self, name: str, argv: list[str], port: int, logdir: str, health: str | None) -> None:
+        self.name, self.argv, self.port, self.health = name, argv, port, health
+        self.log_path = os.path.join(logdir, f"{name}.log")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws-chat"
+
+    def start(self, timeout: float = 60) -> "Server":
+        env = dict(os.environ, PYTHONPATH=REPO)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log_path}")
+            if self.ready():
+                return self
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not ready after {timeout}s; see {self.log_path}")
+
+    def ready(self) -> bool:
+        if self.health is None:
+            return port_open(self.port)
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{self.health}", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def baseline(logdir: str) -> Server:
+    argv = [sys.executable, os.path.join(HERE, "baseline_server.py"), "--port", str(BASELINE_PORT)]
+    return Server("baseline", argv, BASELINE_PORT, logdir, None)
+
+
+def anonchat(logdir: str, name: str = "anonchat", redis_url: bool = True, **options: Any) -> Server:
+    argv = [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "anonchat", "--port", f"tcp:{ANONCHAT_PORT}",
+            "--database", f"mysql://root:@127.0.0.1:3306/{DATABASE}", "--rate-limit", "0"]
+    if redis_url:
+        argv += ["--redis", f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"]
+    for key, value in options.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    return Server(name, argv, ANONCHAT_PORT, logdir, "/healthz")
+
+
+def reset_stores() -> None:
+    redis("FLUSHDB")
+    mysql(f"CREATE DATABASE IF NOT EXISTS {DATABASE} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", database=None)
+    tables = {row[0] for row in mysql("SHOW TABLES")}
+    for table in ("chat_messages", "chat_messages_dead_letter"):
+        if table in tables:
+            mysql(f"TRUNCATE TABLE {table}")
+
+
+# -- loadgen --------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.out = os.path.join(HERE, "results", stamp)
+        os.makedirs(self.out, exist_ok=True)
+        self.jsonl = os.path.join(self.out, "loadgen.jsonl")
+        self.summary: list[str] = []
+        self.figures: dict[str, Any] = {}
+
+    def say(self, text: str = "") -> None:
+        print(text, flush=True)
+        self.summary.append(text)
+
+    def loadgen(self, url: str, label: str, **opts: Any) -> list[dict[str, Any]]:
+        argv = ["node", os.path.join(HERE, "loadgen.js"), "--url", url, "--label", label, "--json", self.jsonl,
+                "--workers", str(self.args.workers)]
+        for key, value in opts.items():
+            argv += [f"--{key.replace('_', '-')}", str(value)]
+        records: list[dict[str, Any]] = []
+        print(f"$ {' '.join(argv)}", flush=True)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=HERE)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("{"):
+                record = json.loads(line)
+                records.append(record)
+                if record.get("type") in ("step", "idle", "churn"):
+                    print("  " + compact(record), flush=True)
+                if self.on_record is not None:
+                    self.on_record(record)
+            else:
+                print(line, end="", flush=True)
+        if proc.wait() != 0:
+            raise RuntimeError(f"loadgen failed ({proc.returncode}) for {label}")
+        return records
+
+    on_record: Callable[[dict[str, Any]], None] | None = None
+
+
+    def rabbit(self) -> bool:
+        return port_open(15674)
+
+    # -- scenario a/b: stepped rates ---------------------------------------------
+
+    def stepped(self, key: str, clients: int, publishers: int, rates: str, max_p99: int) -> None:
+        a = self.args
+        results: dict[str, dict[str, Any]] = {}
+        targets: list[tuple[str, Callable[[], Server] | None]] = [
+            ("baseline", lambda: baseline(self.out)),
+            ("anonchat", lambda: anonchat(self.out)),
+        ]
+        if self.rabbit():
+            targets.append(("rabbitmq", None))
+        for name, make in targets:
+            reset_stores()
+            label = f"{key}-{name}"
+            if make is None:
+                records = self.loadgen(RABBIT_URL, label, clients=clients, publishers=publishers, rates=rates,
+                                       step=a.step, max_p99=max_p99)
+            else:
+                with make() as server:
+                    records = self.loadgen(server.url, label, clients=clients, publishers=publishers, rates=rates,
+                                           step=a.step, max_p99=max_p99)
+                    if a.profile and name == "anonchat" and key == "a":
+                        best = summary_of(records).get("best_rate") or int(rates.split(",")[0])
+                        self.profile(server, clients, publishers, best)
+            results[name] = summary_of(records)
+        self.figures[key] = results
+        self.say(f"\n### Scenario {key}: {clients} clients, {publishers} publishers, pass = p99 <= {max_p99} ms"
+                 " and nothing missing")
+        self.say("| server | highest passing rate (msg/s) | deliveries/s there | p99 there (ms) | peak deliveries/s seen |")
+        self.say("| --- | ---: | ---: | ---: | ---: |")
+        for name, s in results.items():
+            self.say(f"| {name} | {s.get('best_rate')} | {s.get('best_deliveries_per_s')} | {s.get('best_p99_ms')} |"
+                     f" {s.get('peak_deliveries_per_s')} |")
+        base = results.get("baseline", {}).get("best_deliveries_per_s") or 0
+        anon = results.get("anonchat", {}).get("best_deliveries_per_s") or 0
+        if base:
+            self.say(f"ratio anonchat/baseline (deliveries/s at the highest passing rate): {anon / base:.2f}")
+        if not self.rabbit():
+            self.say("RabbitMQ Web-STOMP: port 15674 does not answer, not measured")
+
+    def profile(self, server: Server, clients: int, publishers: int, rate: int) -> None:
+        """py-spy on anonchat under scenario (a)'s highest passing rate."""
+        spy = os.path.join(BIN, "py-spy")
+        if not os.path.exists(spy):
+            self.say("(py-spy not installed: pip install py-spy)")
+            return
+        raw = os.path.join(self.out, "profile-a.txt")
+        svg = os.path.join(self.out, "profile-a.svg")
+        seconds = 12
+
+        def record() -> None:
+            time.sleep(3)
+            for fmt, path in (("raw", raw), ("flamegraph", svg)):
+                subprocess.run([spy, "record", "--nonblocking", "--rate", "200", "--duration", str(seconds),
+                                "--format", fmt, "--output", path, "--pid", str(server.pid)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+        t = threading.Thread(target=record)
+        t.start()
+        self.loadgen(server.url, "a-anonchat-profile", clients=clients, publishers=publishers, rates=rate,
+                     step=2 * seconds + 6, max_p99=10**6, retries=0)
+        t.join()
+        if os.path.exists(raw):
+            self.figures["profile"] = summarize_profile(raw, 200 * seconds)
+            self.say(f"\n### Profile of anonchat at {rate} msg/s x {clients} subscribers ({raw}, {svg})")
+            for line in self.figures["profile"]:
+                self.say(line)
+
+    # -- scenario c: idle connections and churn ---------------------------------------
+
+    def connections(self) -> None:
+        a = self.args
+        rows = []
+        for make in (lambda: baseline(self.out), lambda: anonchat(self.out)):
+            reset_stores()
+            with make() as server:
+                limit = fd_limit_of(server.pid)
+                # warm up: the first connections import and allocate what every later one shares
+                self.loadgen(server.url, f"c-{server.name}-warmup", mode="churn", rate=50, duration=1)
+                time.sleep(1)
+                before = rss_kib(server.pid)
+                peak = {"rss": before, "open": 0}
+
+                def sample(record: dict[str, Any]) -> None:
+                    if record.get("type") in ("connected", "idle"):
+                        peak["rss"] = max(peak["rss"], rss_kib(server.pid))
+                        peak["open"] = record.get("open", record.get("clients", 0))
+
+                self.on_record = sample
+                idle = self.loadgen(server.url, f"c-{server.name}-idle", mode="idle", clients=a.idle,
+                                    heartbeat="10000,10000", hold=a.hold, concurrency=200, local_addresses=8)
+                self.on_record = None
+                connected = next(r for r in idle if r["type"] == "connected")
+                last = [r for r in idle if r["type"] == "idle"][-1]
+                time.sleep(2)
+                churn = next(r for r in self.loadgen(server.url, f"c-{server.name}-churn", mode="churn",
+                                                    rate=a.churn_rate, duration=a.churn_seconds, local_addresses=8)
+                             if r["type"] == "churn")
+                per_conn = (peak["rss"] - before) / max(connected["clients"], 1)
+                rows.append((server.name, limit, connected["clients"], connected["seconds"], before, peak["rss"],
+                             per_conn, last["open"], last["errors"]["closed"], churn, server.pid))
+        self.figures["c"] = rows
+        self.say(f"\n### Scenario c: {a.idle} idle connections with 10 s heart-beats held {a.hold} s;"
+                 f" then {a.churn_rate} connect+subscribe+disconnect per second for {a.churn_seconds} s")
+        self.say("| server | fd limit | connected | connect time (s) | RSS before (KiB) | RSS with all (KiB) |"
+                 " KiB/conn | still open at end | dropped | churn ok/started | churn/s | churn failed |"
+                 " cycle p99 (ms) |")
+        self.say("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for name, limit, n, secs, before, after, per, still, dropped, ch, _pid in rows:
+            self.say(f"| {name} | {limit} | {n} | {secs:.1f} | {before} | {after} | {per:.1f} | {still} | {dropped} |"
+                     f" {ch['completed']}/{ch['started']} | {ch['completed_per_s']} | {ch['failed']} |"
+                     f" {ch['cycle_p99_ms']} |")
+
+    # -- scenario d: the flusher ------------------------------------------------------
+
+    def flusher(self) -> None:
+        a = self.args
+        # lag at a steady 5,000 msg/s: poll MAX(created_at) against the clock
+        reset_stores()
+        lags: list[tuple[float, float, int]] = []
+        stop = threading.Event()
+
+        def poll() -> None:
+            import pymysql
+
+            conn = pymysql.connect(database=DATABASE, autocommit=True, **MYSQL)  # type: ignore[arg-type]
+            with conn.cursor() as cur:
+                while not stop.is_set():
+                    cur.execute("SELECT UNIX_TIMESTAMP(MAX(created_at)), COUNT(*) FROM chat_messages WHERE type='CHAT'")
+                    newest, count = cur.fetchone()
+                    now = time.time()
+                    if newest is not None:
+                        lags.append((now, now - float(newest), int(count)))
+                    time.sleep(0.1)
+            conn.close()
+
+        with anonchat(self.out, "anonchat-d-lag") as server:
+            poller = threading.Thread(target=poll)
+            poller.start()
+            started = time.time()
+            records = self.loadgen(server.url, "d-lag", clients=20, publishers=20, rates=a.lag_rate,
+                                   step=a.lag_seconds, max_p99=10**6, retries=0)
+            ended = time.time()
+            time.sleep(3)
+            stop.set()
+            poller.join()
+        step = next(r for r in records if r["type"] == "step")
+        steady = [lag for t, lag, _ in lags if started + 3 <= t <= ended]
+        steady.sort()
+        lag_p99 = steady[int(0.99 * (len(steady) - 1))] if steady else None
+        lag_max = steady[-1] if steady else None
+        rows = mysql("SELECT COUNT(*) FROM chat_messages WHERE type='CHAT'")[0][0]
+
+        # drain rate: build a backlog with the flusher idle, kill -9, start a node that flushes
+        reset_stores()
+        backlog_target = a.backlog
+        with anonchat(self.out, "anonchat-d-fill", flush_interval=3600) as server:
+            rate = a.fill_rate
+            self.loadgen(server.url, "d-fill", clients=20, publishers=20, rates=rate,
+                         step=max(1, round(backlog_target / rate)), max_p99=10**6, retries=0)
+            server.stop(signal.SIGKILL)
+        backlog = int(redis("XLEN", "anonchat:messages"))
+        drained: list[tuple[float, int]] = []
+        with anonchat(self.out, "anonchat-d-drain", batch_size=a.batch_size) as server:
+            t0 = time.time()
+            while time.time() - t0 < 300:
+                count = mysql("SELECT COUNT(*) FROM chat_messages")[0][0]
+                drained.append((time.time() - t0, int(count)))
+                if count >= backlog:
+                    break
+                time.sleep(0.25)
+        first = next(((t, c) for t, c in drained if c > 0), (0.0, 0))
+        last = drained[-1]
+        drain_rate = (last[1] - first[1]) / (last[0] - first[0]) if last[0] > first[0] else None
+        self.figures["d"] = dict(lag_rate=step["sent_per_s"], lag_p99=lag_p99, lag_max=lag_max, rows=rows,
+                                 sent=step["sent_per_s"] * a.lag_seconds, backlog=backlog, drained=last[1],
+                                 drain_seconds=last[0] - first[0], drain_rate=drain_rate)
+        d = self.figures["d"]
+        self.say("\n### Scenario d: flusher into MariaDB")
+        self.say("| figure | value |")
+        self.say("| --- | ---: |")
+        self.say(f"| steady send rate (msg/s) | {d['lag_rate']} |")
+        self.say(f"| lag send->row p99 / max (s), MAX(created_at) polled every 100 ms | "
+                 f"{fmt(lag_p99, 2)} / {fmt(lag_max, 2)} |")
+        self.say(f"| CHAT rows stored / sent | {rows} / {d['sent']} |")
+        self.say(f"| backlog built with the flusher idle (XLEN) | {backlog} |")
+        self.say(f"| drained rows / seconds (batch size {a.batch_size}) | {last[1]} / {fmt(d['drain_seconds'], 1)} |")
+        self.say(f"| flusher throughput (rows/s) | {fmt(drain_rate, 0)} |")
+
+    # -- scenario e: slow consumers ---------------------------------------------------
+
+    def slow(self) -> None:
+        a = self.args
+        reset_stores()
+        samples: list[tuple[float, int]] = []
+        stop = threading.Event()
+        with anonchat(self.out, "anonchat-e", max_send_buffer=524288) as server:
+
+            def sample() -> None:
+                t0 = time.time()
+                while not stop.is_set():
+                    samples.append((time.time() - t0, rss_kib(server.pid)))
+                    time.sleep(0.5)
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            records = self.loadgen(server.url, "e-slow", clients=20, publishers=10, slow=a.slow_clients, pad=900,
+                                   rates=",".join([str(a.slow_rate)] * 3), step=a.slow_seconds, max_p99=10**6,
+                                   stop_on_fail=0, retries=0, drain=3)
+            stop.set()
+            sampler.join()
+        steps = [r for r in records if r["type"] == "step"]
+        rss = [kib for _, kib in samples]
+        self.figures["e"] = dict(steps=steps, rss=samples)
+        self.say(f"\n### Scenario e: {a.slow_clients} clients stop reading while 20 others receive"
+                 f" {a.slow_rate} msg/s of ~1 KiB (max-send-buffer 512 KiB)")
+        self.say("| step | slow clients closed (cumulative) | healthy missing | healthy p99 (ms) | server RSS at step end (KiB) |")
+        self.say("| --- | ---: | ---: | ---: | ---: |")
+        span = a.slow_seconds + 3
+        for i, s in enumerate(steps):
+            at = [kib for t, kib in samples if t <= (i + 1) * span]
+            self.say(f"| {i} | {s['slow_closed']} | {s['missing']} | {s['p99_ms']} | {at[-1] if at else '-'} |")
+        if rss:
+            self.say(f"server RSS: min {min(rss)} KiB, max {max(rss)} KiB, last {rss[-1]} KiB")
+
+    def write_summary(self) -> None:
+        path = os.path.join(self.out, "summary.md")
+        with open(path, "w") as f:
+            f.write("\n".join(self.summary) + "\n")
+        with open(os.path.join(self.out, "figures.json"), "w") as f:
+            json.dump(self.figures, f, indent=1, default=str)
+        print(f"\nwritten: {path}")
+
+
+def summary_of(records: list[dict[str, Any]]) -> dict[str, Any]:
+    return next((r for r in records if r.get("type") == "summary"), {})
+
+
+def fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def compact(record: dict[str, Any]) -> str:
+    keep = ("offered", "sent_per_s", "deliveries_per_s", "p50_ms", "p99_ms", "max_ms", "missing", "slow_closed",
+            "pass", "held_s", "open", "heartbeats_in", "completed", "failed", "completed_per_s", "cycle_p99_ms")
+    return " ".join(f"{k}={record[k]}" for k in keep if k in record)
+
+
+def summarize_profile(raw_path: str, expected_samples: int) -> list[str]:
+    """Self and inclusive time per function from py-spy's collapsed stacks,
+    main thread only (adbapi's SQL threads are not on the reactor)."""
+    self_time: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    with open(raw_path) as f:
+        for line in f:
+            stack, _, count_text = line.rstrip("\n").rpartition(" ")
+            if stack.startswith("Thread._bootstrap"):
+                continue  # adbapi's SQL threads, not the reactor
+            count = int(count_text)
+            total += count
+            functions = [shorten(frame) for frame in stack.split(";")]
+            if functions:
+                self_time[functions[-1]] = self_time.get(functions[-1], 0) + count
+            for function in set(functions):
+                inclusive[function] = inclusive.get(function, 0) + count
+    if not total:
+        return ["(no samples)"]
+    lines = [f"busy samples on the reactor thread: {total} of ~{expected_samples} "
+             f"({100.0 * total / expected_samples:.0f}% of one core)",
+             "", "| self % | function |", "| ---: | --- |"]
+    for function, count in sorted(self_time.items(), key=lambda kv: -kv[1])[:20]:
+        lines.append(f"| {100.0 * count / total:.1f} | {function} |")
+    lines += ["", "| inclusive % | function (below the reactor loop) |", "| ---: | --- |"]
+    below = [(f, c) for f, c in inclusive.items() if c < 0.9 * total]
+    for function, count in sorted(below, key=lambda kv: -kv[1])[:25]:
+        lines.append(f"| {100.0 * count / total:.1f} | {function} |")
+    lines += ["", "| inclusive % | anonchat function |", "| ---: | --- |"]
+    ours = [(f, c) for f, c in inclusive.items() if "(anonchat/" in f]
+    for function, count in sorted(ours, key=lambda kv: -kv[1])[:20]:
+        lines.append(f"| {100.0 * count / total:.1f} | {function} |")
+    return lines
+
+
+def shorten(frame: str) -> str:
+    # "send (anonchat/web/websocket.py:101)" -> "send (anonchat/web/websocket.py)"
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")")
+    path = where.rsplit(":", 1)[0]
+    for marker in ("site-packages/", "/work/main/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+    return f"{name} ({path})" if path else name
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="a,b,c,d,e", help="comma-separated scenarios")
+    parser.add_argument("--step", type=float, default=5, help="seconds per rate step")
+    parser.add_argument("--workers", type=int, default=2, help="loadgen worker processes")
+    parser.add_argument("--rates-a", default="250,500,750,1000,1250,1500,1750,2000,2500,3000,3500,4000,5000")
+    parser.add_argument("--rates-b", default="50,100,150,200,250,300,350,400,500,600,800")
+    parser.add_argument("--profile", action="store_true", help="py-spy anonchat during scenario a")
+    parser.add_argument("--idle", type=int, default=10000)
+    parser.add_argument("--hold", type=int, default=35, help="seconds to hold idle connections (> 3 heart-beats)")
+    parser.add_argument("--churn-rate", type=int, default=500)
+    parser.add_argument("--churn-seconds", type=int, default=20)
+    parser.add_argument("--lag-rate", type=int, default=5000)
+    parser.add_argument("--lag-seconds", type=int, default=20)
+    parser.add_argument("--backlog", type=int, default=100000, help="messages to build up for the drain test")
+    parser.add_argument("--fill-rate", type=int, default=8000)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--slow-clients", type=int, default=20)
+    parser.add_argument("--slow-rate", type=int, default=1000)
+    parser.add_argument("--slow-seconds", type=int, default=15)
+    args = parser.parse_args()
+
+    if shutil.which("node") is None or not os.path.isdir(os.path.join(HERE, "node_modules", "ws")):
+        sys.exit("needs node and `npm install` in benchmarks/")
+    soft, hard = raise_fd_limit()
+    bench = Bench(args)
+    bench.say(f"# anonchat benchmarks {time.strftime('%Y-%m-%d %H:%M:%S')} ({os.cpu_count()} CPUs,"
+              f" open-file limit {soft}/{hard}, loadgen workers {args.workers}, {args.step:g} s steps)")
+    only = set(args.only.split(","))
+    try:
+        if "a" in only:
+            bench.stepped("a", 200, 10, args.rates_a, 100)
+        if "b" in only:
+            bench.stepped("b", 1000, 10, args.rates_b, 250)
+        if "c" in only:
+            bench.connections()
+        if "d" in only:
+            bench.flusher()
+        if "e" in only:
+            bench.slow()
+    finally:
+        bench.write_summary()
+
+
+if __name__ == "__main__":
+    main()
