@@ -2,7 +2,9 @@
 
 The database (``anonchat_test`` by default) is created when missing and this
 archive's tables are dropped before every test, through a plain PyMySQL
-connection run in a thread so the reactor never blocks.
+connection run in a thread so the reactor never blocks. That connection holds
+a server-wide named lock until the test ends, so two test runs at once (two
+developers, or trial -j) take turns instead of dropping each other's tables.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from tests.services import require_mysql
 
 TABLES = ("chat_messages", "chat_messages_dead_letter", "schema_version")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOCK_SECONDS = 120
 
 
 def _admin_connect(url: str, database: bool = True) -> Any:
@@ -34,18 +37,31 @@ def _admin_connect(url: str, database: bool = True) -> Any:
         database=parts.path.lstrip("/") if database else None,
         charset="utf8mb4",
         connect_timeout=5,
-        read_timeout=30,
+        read_timeout=LOCK_SECONDS + 10,  # GET_LOCK may wait that long
         autocommit=True,
     )
 
 
-def _prepare(url: str) -> None:
+def _lock_and_prepare(url: str) -> Any:
     name = urlsplit(url).path.lstrip("/")
-    with _admin_connect(url, database=False) as db, db.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-        cursor.execute(f"USE `{name}`")
-        for table in TABLES:
-            cursor.execute(f"DROP TABLE IF EXISTS `{table}`")
+    db = _admin_connect(url, database=False)
+    try:
+        with db.cursor() as cursor:
+            cursor.execute("SELECT GET_LOCK(%s, %s)", (f"{name}.archive_tests", LOCK_SECONDS))
+            if cursor.fetchone()[0] != 1:
+                raise AssertionError(f"another test run held the {name} archive tables for {LOCK_SECONDS}s")
+            cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+            cursor.execute(f"USE `{name}`")
+            for table in TABLES:
+                cursor.execute(f"DROP TABLE IF EXISTS `{table}`")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _release(db: Any) -> None:
+    db.close()  # ends the session, which releases its named lock
 
 
 def _query(url: str, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -54,10 +70,12 @@ def _query(url: str, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ..
         return [tuple(row) for row in cursor.fetchall()]
 
 
-async def prepare_mysql() -> str:
-    """The test database URL, with the database present and our tables gone."""
+async def prepare_mysql(test: unittest.TestCase) -> str:
+    """The test database URL, with the database present and our tables gone,
+    and ours alone until ``test`` has cleaned up."""
     url = require_mysql()
-    await threads.deferToThread(_prepare, url)
+    db = await threads.deferToThread(_lock_and_prepare, url)
+    test.addCleanup(threads.deferToThread, _release, db)
     return url
 
 
@@ -68,7 +86,7 @@ async def query_mysql(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 
 class MysqlArchiveContractTests(SqlArchiveContractMixin, unittest.TestCase):
     async def make_archive(self) -> SqlArchive:  # type: ignore[override]
-        self.url = await prepare_mysql()
+        self.url = await prepare_mysql(self)
         archive = SqlArchive.from_url(self.url)
         self.addCleanup(archive.stop)
         await archive.start()
@@ -77,7 +95,7 @@ class MysqlArchiveContractTests(SqlArchiveContractMixin, unittest.TestCase):
 
 class MysqlArchiveTests(unittest.TestCase):
     async def setUp(self) -> None:  # type: ignore[override]
-        self.url = await prepare_mysql()
+        self.url = await prepare_mysql(self)
         self.archive = SqlArchive.from_url(self.url)
         self.addCleanup(self.archive.stop)
         await self.archive.start()
