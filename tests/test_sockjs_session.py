@@ -235,5 +235,5 @@ class SessionTests(SynchronousTestCase):
         self.registry.close_all()
         self.assertEqual([r.lost for r in self.factory.made], [1, 1, 1])
         self.assertEqual(ws.frames[-1], b'c[3000,"Go away!"]')
-        self.clock.advance(5)
         self.assertEqual(len(self.registry), 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])

@@ -167,8 +167,15 @@ class SockJSSession:
                 return
 
     def shutdown(self) -> None:
-        """Server shutdown: close now and tell the STOMP session at once."""
+        """Server shutdown: close now, tell the STOMP session at once, and forget the session."""
         self._close(GO_AWAY, lost_now=True)
+        channel = self._channel
+        if channel is not None:  # paused: the close frame cannot go out
+            self._detach()
+            channel.abort()
+        self._cancel_heartbeat()
+        self._cancel_expiry()
+        self._on_gone(self)
 
     # -- internals
 
