@@ -68,6 +68,12 @@ class XhrPollingTests(SynchronousTestCase):
         self.assertEqual(r.status, 500)
         self.assertIn(b"Payload expected.", r.body)
 
+    def test_send_errors_carry_cors_headers(self) -> None:
+        self.http.post(b"/0/s/xhr")
+        r = self.http.post(b"/0/s/xhr_send", b"", headers={b"Origin": b"http://t"}).response()
+        self.assertEqual(r.status, 500)
+        self.assertEqual(r.header("access-control-allow-origin"), "http://t")
+
     def test_broken_json_is_500_and_session_goes_on(self) -> None:
         self.http.post(b"/0/s/xhr")
         r = self.http.post(b"/0/s/xhr_send", b'["x').response()

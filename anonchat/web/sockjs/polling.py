@@ -95,6 +95,7 @@ def _deliver(endpoint: Endpoint, request: Request, session_id: str, payload: byt
 
 
 def xhr_send(endpoint: Endpoint, request: Request, session_id: str) -> bytes:
+    responses.set_cors(request, endpoint.options)  # errors too, so a browser sees them as errors, not CORS failures
     body = _read_body(endpoint, request)
     if body is None:
         return responses.error(request, 413, "Payload too large.")
@@ -103,6 +104,7 @@ def xhr_send(endpoint: Endpoint, request: Request, session_id: str) -> bytes:
 
 def jsonp_send(endpoint: Endpoint, request: Request, session_id: str) -> bytes:
     """Form-encoded ``d=`` (what the browser's hidden form posts) or a raw body."""
+    responses.set_cors(request, endpoint.options)
     body = _read_body(endpoint, request)
     if body is None:
         return responses.error(request, 413, "Payload too large.")
