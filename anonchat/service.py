@@ -31,7 +31,7 @@ from anonchat.settings import Settings
 from anonchat.stomp.session import SessionLimits, StompSession
 from anonchat.stomp.transport import ClientInfo, IFrameReceiver, IFrameTransport
 from anonchat.store.flusher import Flusher
-from anonchat.store.interfaces import IMessageArchive, IMessageBuffer
+from anonchat.store.interfaces import ArchiveUnavailable, IMessageArchive, IMessageBuffer
 from anonchat.store.memory import InMemoryBuffer
 from anonchat.store.sql_archive import SqlArchive
 from anonchat.web.connlimit import ConnectionLimiter
@@ -143,7 +143,12 @@ class AnonchatService(service.Service):
 
     async def _start(self) -> None:
         await self.buffer.start()
-        await self.archive.start()
+        try:
+            await self.archive.start()
+        except ArchiveUnavailable:
+            # Chat works without the database; the flusher retries and
+            # the schema is created on its first successful write.
+            log.warn("database unreachable at start; messages wait in the buffer")
         await self.presence.start()
         await self.relay.start()
         self.flusher.start()
@@ -171,6 +176,7 @@ class AnonchatService(service.Service):
         await self.room.shutdown()
         for session in list(self.sessions):
             session.close("server-shutdown")
+        self.sockjs.close_all()
         await self.flusher.stop()
         await DeferredList([self.relay.stop(), self.presence.stop()], consumeErrors=True)
         await DeferredList([self.buffer.stop(), self.archive.stop()], consumeErrors=True)

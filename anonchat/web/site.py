@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING
 
 from autobahn.twisted.resource import WebSocketResource
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import Request, Site
 from twisted.web.static import File
 
 from anonchat.metrics import MetricsResource
+from anonchat.web.clientaddress import client_address
 from anonchat.web.rest import Api, CorsPolicy, JsonResource
+from anonchat.web.sockjs import SockJSOptions, SockJSResource
 from anonchat.web.websocket import StompWebSocketFactory
 
 if TYPE_CHECKING:
@@ -43,8 +45,27 @@ def build_site(svc: AnonchatService) -> Site:
     svc.ws_factory = ws_factory
     api = Api(svc.buffer, svc.archive, svc.presence, ready=lambda: svc.ready)
 
+    trusted = settings.trusted_proxies or frozenset()
+
+    def address(request: Request) -> str:
+        peer = getattr(request.getClientAddress(), "host", "local")
+        return client_address(peer, request.getHeader("x-forwarded-for"), trusted)
+
+    svc.sockjs = SockJSResource(
+        svc.new_session,
+        svc.reactor,
+        options=SockJSOptions(
+            heartbeat_delay=settings.sockjs_heartbeat,
+            disconnect_delay=settings.sockjs_disconnect_delay,
+            max_send_buffer=settings.max_send_buffer,
+            max_message_size=4 * settings.max_frame,
+            allowed_origins=settings.allowed_origins,
+        ),
+        raw_websocket=WebSocketResource(ws_factory),
+        client_address=address,
+    )
     root = File(STATIC_DIR)
-    root.putChild(b"ws-chat", WebSocketResource(ws_factory))
+    root.putChild(b"ws-chat", svc.sockjs)
     api_root = Resource()
     messages = JsonResource(api.history, cors)
     messages.isLeaf = False
