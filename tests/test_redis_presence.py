@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from anonchat.store.redis_connection import connect, parse_redis_url
 from anonchat.store.redis_presence import RedisPresence
 from anonchat.store.redis_relay import RedisRelay
 from tests.services import require_redis
@@ -22,17 +21,21 @@ async def sleep(seconds: float) -> None:
 class RedisPresenceTests(TestCase):
     timeout = 20
 
-    async def setUp(self) -> None:  # type: ignore[override]
+    def setUp(self) -> None:
         self.url = require_redis()
-        admin = connect(reactor, parse_redis_url(self.url), reply_timeout=5, connect_timeout=5)
-        await admin.handler.execute_command("FLUSHDB")
-        await admin.disconnect()
+        # A key prefix of our own: no FLUSHDB, so other suites on the db are safe.
+        self.prefix = f"anonchat-test-{uuid.uuid4().hex[:8]}:"
 
     async def node(self, **kwargs: Any) -> RedisPresence:
-        presence = RedisPresence(reactor, self.url, **kwargs)
+        presence = RedisPresence(reactor, self.url, key_prefix=self.prefix, **kwargs)
         await presence.start()
         self.addCleanup(presence.stop)
+        self.addCleanup(self.forget_users, presence)
         return presence
+
+    async def forget_users(self, presence: RedisPresence) -> None:
+        for name, _ in await presence.online():
+            await presence.release(name)
 
     async def test_a_nickname_is_unique_across_nodes(self) -> None:
         a, b = await self.node(), await self.node()
@@ -52,7 +55,7 @@ class RedisPresenceTests(TestCase):
 
     async def test_users_of_a_dead_node_are_reaped_once_by_a_live_one(self) -> None:
         reaped: list[list[str]] = []
-        dead = RedisPresence(reactor, self.url, node_ttl=0.3, beat=10)
+        dead = RedisPresence(reactor, self.url, key_prefix=self.prefix, node_ttl=0.3, beat=10)
         await dead.start()
         await dead.claim("익명-33333", 1)
         # The node dies without cleaning up: stop its beat and its connection only.
@@ -71,9 +74,11 @@ class RedisPresenceTests(TestCase):
 class RedisRelayTests(TestCase):
     timeout = 20
 
+    prefix = f"anonchat-test-{uuid.uuid4().hex[:8]}:"
+
     async def relay(self, url: str) -> tuple[RedisRelay, list[bytes]]:
         received: list[bytes] = []
-        relay = RedisRelay(reactor, url)
+        relay = RedisRelay(reactor, url, key_prefix=self.prefix)
         relay.set_listener(received.append)
         await relay.start()
         self.addCleanup(relay.stop)
