@@ -20,7 +20,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IReactorCore
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.server import Site
+
 
 from anonchat.chat.message import ChatMessage
 from anonchat.chat.presence import InMemoryPresence, IPresence
@@ -91,7 +91,7 @@ class AnonchatService(service.Service):
         self.limiter = ConnectionLimiter(settings.max_connections_per_ip)
         self.sessions: dict[StompSession, None] = {}
         self.ready = False
-        self.site: Site = build_site(self)
+        self.site, self.sockjs = build_site(self)
         self.port: IListeningPort | None = None
         self._starting: Deferred[None] | None = None
 
@@ -123,8 +123,9 @@ class AnonchatService(service.Service):
 
     def startService(self) -> None:
         super().startService()
-        self._starting = Deferred.fromCoroutine(self._start())
-        self._starting.addErrback(self._start_failed)
+        starting: Deferred[None] = Deferred.fromCoroutine(self._start())
+        starting.addErrback(self._start_failed)
+        self._starting = starting
 
     async def when_ready(self) -> None:
         """Wait until the stores are connected and the port is open."""
@@ -139,7 +140,7 @@ class AnonchatService(service.Service):
     @property
     def listening_port(self) -> int:
         assert self.port is not None
-        return int(self.port.getHost().port)
+        return int(self.port.getHost().port)  # type: ignore[attr-defined]
 
     async def _start(self) -> None:
         await self.buffer.start()
@@ -169,10 +170,12 @@ class AnonchatService(service.Service):
     async def _stop(self) -> None:
         self.ready = False
         if self._starting is not None:
-            await self._starting
+            await self._starting  # its errback logs a failed start
         if self.port is not None:
-            await self.port.stopListening()
+            stopped = self.port.stopListening()
             self.port = None
+            if stopped is not None:
+                await stopped
         await self.room.shutdown()
         for session in list(self.sessions):
             session.close("server-shutdown")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import random
 from itertools import count
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, succeed
@@ -88,19 +88,27 @@ class ChatRoom:
         self._sessions: dict[StompSession, None] = {}
         #: Live messages held for subscribers still replaying history.
         self._replaying: dict[tuple[StompSession, str], list[ChatMessage]] = {}
-        self._in_flight: set[Deferred[object]] = set()
+        self._in_flight: set[Deferred[Any]] = set()
         self._event_ids = count(1)
         self._event_prefix = f"e{self._rng.getrandbits(32):08x}"
         presence.set_reaped_listener(self._on_reaped)
-        self.relay.set_listener(lambda body: self.typing.publish(self._event_id(), body))
+        self.relay.set_listener(self._on_typing_event)
+
+    def _on_typing_event(self, body: bytes) -> None:
+        self.typing.publish(self._event_id(), body)
 
     def _now_ms(self) -> int:
         return int(self.clock.seconds() * 1000)
 
-    def _track(self, d: Deferred[object]) -> None:
+    def _track(self, d: Deferred[Any]) -> None:
         """Keep work that must finish before shutdown completes."""
         self._in_flight.add(d)
-        d.addBoth(lambda result: (self._in_flight.discard(d), result)[1])
+
+        def done(result: object) -> object:
+            self._in_flight.discard(d)
+            return result
+
+        d.addBoth(done)
 
     @property
     def session_count(self) -> int:

@@ -59,6 +59,7 @@ class WholeReadParsing:
     """
 
     _rest = b""
+    transport: Any
 
     def setLineMode(self, extra: bytes = b"") -> None:
         self.line_mode = 1

@@ -36,7 +36,8 @@ def _json_bytes(value: Any) -> bytes:
 
 
 def _arg(request: Request, name: str) -> str | None:
-    values = request.args.get(name.encode())
+    args: dict[bytes, list[bytes]] = request.args or {}
+    values = args.get(name.encode())
     if not values:
         return None
     try:

@@ -30,7 +30,8 @@ class QuietSite(Site):
         pass
 
 
-def build_site(svc: AnonchatService) -> Site:
+def build_site(svc: AnonchatService) -> tuple[Site, SockJSResource]:
+    """The site, and the SockJS endpoint (the service closes its sessions at stop)."""
     settings = svc.settings
     cors = CorsPolicy(settings.allowed_origins)
     ws_factory = StompWebSocketFactory(
@@ -42,7 +43,6 @@ def build_site(svc: AnonchatService) -> Site:
         limiter=svc.limiter,
         on_refusal=lambda reason: svc.metrics.closes.labels(reason).inc(),
     )
-    svc.ws_factory = ws_factory
     api = Api(svc.buffer, svc.archive, svc.presence, ready=lambda: svc.ready)
 
     trusted = settings.trusted_proxies or frozenset()
@@ -51,7 +51,7 @@ def build_site(svc: AnonchatService) -> Site:
         peer = getattr(request.getClientAddress(), "host", "local")
         return client_address(peer, request.getHeader("x-forwarded-for"), trusted)
 
-    svc.sockjs = SockJSResource(
+    sockjs = SockJSResource(
         svc.new_session,
         svc.reactor,
         options=SockJSOptions(
@@ -65,7 +65,7 @@ def build_site(svc: AnonchatService) -> Site:
         client_address=address,
     )
     root = File(STATIC_DIR)
-    root.putChild(b"ws-chat", svc.sockjs)
+    root.putChild(b"ws-chat", sockjs)
     api_root = Resource()
     messages = JsonResource(api.history, cors)
     messages.isLeaf = False
@@ -78,4 +78,4 @@ def build_site(svc: AnonchatService) -> Site:
     site = QuietSite(root)
     site.displayTracebacks = False
     site.noisy = False
-    return site
+    return site, sockjs

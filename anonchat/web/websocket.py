@@ -44,6 +44,11 @@ class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     factory: StompWebSocketFactory
 
     receiver: IFrameReceiver | None = None
+
+    @property
+    def _tcp(self) -> Any:
+        """The connected transport (a TCP or TLS one, with producer support)."""
+        return self.transport
     address: str | None = None
     _paused = False
     _backlog = 0
@@ -55,7 +60,7 @@ class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
             factory.count_refusal("bad-origin")
             raise ConnectionDeny(403, "origin not allowed")
         forwarded = request.headers.get("x-forwarded-for")
-        peer = getattr(self.transport.getPeer(), "host", "local")
+        peer = getattr(self._tcp.getPeer(), "host", "local")
         address = client_address(peer, forwarded, factory.trusted_proxies)
         if not factory.limiter.acquire(address):
             factory.count_refusal("too-many-connections")
@@ -68,11 +73,11 @@ class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
 
     def onOpen(self) -> None:
         try:
-            self.transport.registerProducer(self, True)
+            self._tcp.registerProducer(self, True)
         except RuntimeError:
             # Twisted Web's channel registered itself before the upgrade.
-            self.transport.unregisterProducer()
-            self.transport.registerProducer(self, True)
+            self._tcp.unregisterProducer()
+            self._tcp.registerProducer(self, True)
         assert self.address is not None
         self.receiver = self.factory.session_factory(self, ClientInfo(self.address, self.kind))
 
@@ -102,7 +107,7 @@ class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
                          backlog=self._backlog)
                 self.dropConnection(abort=True)
                 return
-        self.transport.write(wire)
+        self._tcp.write(wire)
 
     def close(self) -> None:
         if self.state == self.STATE_OPEN:
@@ -122,7 +127,7 @@ class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
 
 
 class StompWebSocketFactory(WebSocketServerFactory):  # type: ignore[misc]
-    protocol = StompWebSocketProtocol
+    protocol = StompWebSocketProtocol  # type: ignore[assignment]
 
     def __init__(
         self,
