@@ -298,33 +298,42 @@ class Bench:
         if not self.rabbit():
             self.say("RabbitMQ Web-STOMP: port 15674 does not answer, not measured")
 
-    def profile(self, server: Server, clients: int, publishers: int, rate: int) -> None:
-        """py-spy on anonchat under scenario (a)'s highest passing rate."""
+    def spy(self, server: Server, name: str, delay: float = 3, seconds: int = 12) -> threading.Thread:
+        """py-spy the server in the background: collapsed stacks, then a flame graph."""
         spy = os.path.join(BIN, "py-spy")
-        if not os.path.exists(spy):
-            self.say("(py-spy not installed: pip install py-spy)")
-            return
-        raw = os.path.join(self.out, "profile-a.txt")
-        svg = os.path.join(self.out, "profile-a.svg")
-        seconds = 12
+        raw = os.path.join(self.out, f"profile-{name}.txt")
+        svg = os.path.join(self.out, f"profile-{name}.svg")
 
         def record() -> None:
-            time.sleep(3)
-            for fmt, path in (("raw", raw), ("flamegraph", svg)):
+            time.sleep(delay)
+            for fmt_, path in (("raw", raw), ("flamegraph", svg)):
                 subprocess.run([spy, "record", "--nonblocking", "--rate", "200", "--duration", str(seconds),
-                                "--format", fmt, "--output", path, "--pid", str(server.pid)],
+                                "--format", fmt_, "--output", path, "--pid", str(server.pid)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            if os.path.exists(raw):
+                self.figures[f"profile-{name}"] = summarize_profile(raw, 200 * seconds)
 
-        t = threading.Thread(target=record)
-        t.start()
+        if not os.path.exists(spy):
+            print("(py-spy not installed: pip install py-spy)")
+        thread = threading.Thread(target=record if os.path.exists(spy) else lambda: None)
+        thread.start()
+        return thread
+
+    def report_profile(self, name: str, what: str) -> None:
+        lines = self.figures.get(f"profile-{name}")
+        if lines:
+            self.say(f"\n### Profile of anonchat: {what} (profile-{name}.txt / .svg)")
+            for line in lines:
+                self.say(line)
+
+    def profile(self, server: Server, clients: int, publishers: int, rate: int) -> None:
+        """py-spy on anonchat under scenario (a)'s highest passing rate."""
+        seconds = 12
+        thread = self.spy(server, "a", seconds=seconds)
         self.loadgen(server.url, "a-anonchat-profile", clients=clients, publishers=publishers, rates=rate,
                      step=2 * seconds + 6, max_p99=10**6, retries=0)
-        t.join()
-        if os.path.exists(raw):
-            self.figures["profile"] = summarize_profile(raw, 200 * seconds)
-            self.say(f"\n### Profile of anonchat at {rate} msg/s x {clients} subscribers ({raw}, {svg})")
-            for line in self.figures["profile"]:
-                self.say(line)
+        thread.join()
+        self.report_profile("a", f"{rate} msg/s to {clients} subscribers")
 
     # -- scenario c: idle connections and churn ---------------------------------------
 
@@ -373,11 +382,13 @@ class Bench:
 
     # -- scenario d: the flusher ------------------------------------------------------
 
-    def flusher(self) -> None:
+    def lag_run(self, rate: int, profile: bool) -> dict[str, Any]:
+        """Send ``rate`` msg/s and poll the table every 100 ms: lag by
+        MAX(created_at) (from the server's receive time) and by row count
+        (rows behind what had been sent, over the rate: from the send)."""
         a = self.args
-        # lag at a steady 5,000 msg/s: poll MAX(created_at) against the clock
         reset_stores()
-        lags: list[tuple[float, float, int]] = []
+        polls: list[tuple[float, float | None, int]] = []
         stop = threading.Event()
 
         def poll() -> None:
@@ -389,63 +400,92 @@ class Bench:
                     cur.execute("SELECT UNIX_TIMESTAMP(MAX(created_at)), COUNT(*) FROM chat_messages WHERE type='CHAT'")
                     newest, count = cur.fetchone()
                     now = time.time()
-                    if newest is not None:
-                        lags.append((now, now - float(newest), int(count)))
+                    polls.append((now, None if newest is None else now - float(newest), int(count)))
                     time.sleep(0.1)
             conn.close()
 
-        with anonchat(self.out, "anonchat-d-lag") as server:
+        with anonchat(self.out, f"anonchat-d-lag-{rate}") as server:
+            spying = self.spy(server, "d", seconds=6) if profile else None
+            begun = {"t": 0.0}
+
+            def mark(record: dict[str, Any]) -> None:
+                if record.get("type") == "connected":
+                    begun["t"] = time.time() + 0.5  # loadgen waits 0.5 s before the first step
+                    poller.start()
+
             poller = threading.Thread(target=poll)
-            poller.start()
-            started = time.time()
-            records = self.loadgen(server.url, "d-lag", clients=20, publishers=20, rates=a.lag_rate,
+            self.on_record = mark
+            records = self.loadgen(server.url, f"d-lag-{rate}", clients=20, publishers=20, rates=rate,
                                    step=a.lag_seconds, max_p99=10**6, retries=0)
-            ended = time.time()
+            self.on_record = None
+            ended = begun["t"] + a.lag_seconds
             time.sleep(3)
             stop.set()
-            poller.join()
+            if poller.is_alive():
+                poller.join()
+            if spying is not None:
+                spying.join()
         step = next(r for r in records if r["type"] == "step")
-        steady = [lag for t, lag, _ in lags if started + 3 <= t <= ended]
-        steady.sort()
-        lag_p99 = steady[int(0.99 * (len(steady) - 1))] if steady else None
-        lag_max = steady[-1] if steady else None
+        started = begun["t"]
+        by_time = sorted(lag for t, lag, _ in polls if started + 3 <= t <= ended and lag is not None)
+        by_count = sorted(max(0.0, ((t - started) * step["sent_per_s"] - rows) / step["sent_per_s"])
+                          for t, _, rows in polls if started + 3 <= t <= ended)
+
+        def p99(values: list[float]) -> float | None:
+            return values[int(0.99 * (len(values) - 1))] if values else None
+
         rows = mysql("SELECT COUNT(*) FROM chat_messages WHERE type='CHAT'")[0][0]
+        return dict(rate=rate, sent_per_s=step["sent_per_s"], deliveries_per_s=step["deliveries_per_s"],
+                    delivery_p99_ms=step["p99_ms"], lag_created_p99=p99(by_time),
+                    lag_created_max=by_time[-1] if by_time else None,
+                    lag_rows_p99=p99(by_count), lag_rows_max=by_count[-1] if by_count else None,
+                    rows=rows, sent=step["sent_per_s"] * a.lag_seconds)
+
+    def flusher(self) -> None:
+        a = self.args
+        lag_runs = [self.lag_run(int(rate), profile=a.profile and i == 0)
+                    for i, rate in enumerate(a.lag_rates.split(","))]
 
         # drain rate: build a backlog with the flusher idle, kill -9, start a node that flushes
-        reset_stores()
-        backlog_target = a.backlog
-        with anonchat(self.out, "anonchat-d-fill", flush_interval=3600) as server:
-            rate = a.fill_rate
-            self.loadgen(server.url, "d-fill", clients=20, publishers=20, rates=rate,
-                         step=max(1, round(backlog_target / rate)), max_p99=10**6, retries=0)
-            server.stop(signal.SIGKILL)
-        backlog = int(redis("XLEN", "anonchat:messages"))
-        drained: list[tuple[float, int]] = []
-        with anonchat(self.out, "anonchat-d-drain", batch_size=a.batch_size) as server:
-            t0 = time.time()
-            while time.time() - t0 < 300:
-                count = mysql("SELECT COUNT(*) FROM chat_messages")[0][0]
-                drained.append((time.time() - t0, int(count)))
-                if count >= backlog:
-                    break
-                time.sleep(0.25)
-        first = next(((t, c) for t, c in drained if c > 0), (0.0, 0))
-        last = drained[-1]
-        drain_rate = (last[1] - first[1]) / (last[0] - first[0]) if last[0] > first[0] else None
-        self.figures["d"] = dict(lag_rate=step["sent_per_s"], lag_p99=lag_p99, lag_max=lag_max, rows=rows,
-                                 sent=step["sent_per_s"] * a.lag_seconds, backlog=backlog, drained=last[1],
-                                 drain_seconds=last[0] - first[0], drain_rate=drain_rate)
-        d = self.figures["d"]
-        self.say("\n### Scenario d: flusher into MariaDB")
+        drains = []
+        for batch_size in [int(b) for b in a.batch_sizes.split(",")]:
+            reset_stores()
+            with anonchat(self.out, "anonchat-d-fill", flush_interval=3600) as server:
+                rate = a.fill_rate
+                self.loadgen(server.url, "d-fill", clients=20, publishers=20, rates=rate,
+                             step=max(1, round(a.backlog / rate)), max_p99=10**6, retries=0, drain=30)
+                server.stop(signal.SIGKILL)
+            backlog = int(redis("XLEN", "anonchat:messages"))
+            drained: list[tuple[float, int]] = []
+            with anonchat(self.out, "anonchat-d-drain", batch_size=batch_size) as server:
+                t0 = time.time()
+                while time.time() - t0 < 300:
+                    count = mysql("SELECT COUNT(*) FROM chat_messages")[0][0]
+                    drained.append((time.time() - t0, int(count)))
+                    if count >= backlog:
+                        break
+                    time.sleep(0.25)
+            first = next(((t, c) for t, c in drained if c > 0), (0.0, 0))
+            last = drained[-1]
+            rate_ = (last[1] - first[1]) / (last[0] - first[0]) if last[0] > first[0] else None
+            drains.append(dict(batch_size=batch_size, backlog=backlog, drained=last[1],
+                               seconds=last[0] - first[0], rate=rate_))
+        self.figures["d"] = dict(lag=lag_runs, drains=drains)
+        self.say("\n### Scenario d: flusher into MariaDB (20 publishers, 20 subscribers)")
         self.say("| figure | value |")
         self.say("| --- | ---: |")
-        self.say(f"| steady send rate (msg/s) | {d['lag_rate']} |")
-        self.say(f"| lag send->row p99 / max (s), MAX(created_at) polled every 100 ms | "
-                 f"{fmt(lag_p99, 2)} / {fmt(lag_max, 2)} |")
-        self.say(f"| CHAT rows stored / sent | {rows} / {d['sent']} |")
-        self.say(f"| backlog built with the flusher idle (XLEN) | {backlog} |")
-        self.say(f"| drained rows / seconds (batch size {a.batch_size}) | {last[1]} / {fmt(d['drain_seconds'], 1)} |")
-        self.say(f"| flusher throughput (rows/s) | {fmt(drain_rate, 0)} |")
+        for r in lag_runs:
+            self.say(f"| at {r['rate']} msg/s offered: sent/s, deliveries/s (x20 if keeping up), delivery p99 ms |"
+                     f" {r['sent_per_s']} / {r['deliveries_per_s']} / {r['delivery_p99_ms']} |")
+            self.say(f"| at {r['rate']} msg/s: lag p99 / max (s) now - MAX(created_at) |"
+                     f" {fmt(r['lag_created_p99'], 2)} / {fmt(r['lag_created_max'], 2)} |")
+            self.say(f"| at {r['rate']} msg/s: lag p99 / max (s) from send, by row count |"
+                     f" {fmt(r['lag_rows_p99'], 2)} / {fmt(r['lag_rows_max'], 2)} |")
+            self.say(f"| at {r['rate']} msg/s: CHAT rows 3 s after the end / sent | {r['rows']} / {r['sent']} |")
+        for d in drains:
+            self.say(f"| drain of a {d['backlog']}-entry backlog, batch size {d['batch_size']}: rows / s / rows per s |"
+                     f" {d['drained']} / {fmt(d['seconds'], 1)} / {fmt(d['rate'], 0)} |")
+        self.report_profile("d", f"ingesting {a.lag_rates.split(',')[0]} msg/s from 20 publishers")
 
     # -- scenario e: slow consumers ---------------------------------------------------
 
@@ -565,11 +605,11 @@ def main() -> None:
     parser.add_argument("--hold", type=int, default=35, help="seconds to hold idle connections (> 3 heart-beats)")
     parser.add_argument("--churn-rate", type=int, default=500)
     parser.add_argument("--churn-seconds", type=int, default=20)
-    parser.add_argument("--lag-rate", type=int, default=5000)
+    parser.add_argument("--lag-rates", default="5000,1000", help="msg/s for the send->row lag runs")
     parser.add_argument("--lag-seconds", type=int, default=20)
-    parser.add_argument("--backlog", type=int, default=100000, help="messages to build up for the drain test")
-    parser.add_argument("--fill-rate", type=int, default=8000)
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--backlog", type=int, default=60000, help="messages to build up for the drain test")
+    parser.add_argument("--fill-rate", type=int, default=5000)
+    parser.add_argument("--batch-sizes", default="500,5000", help="flusher batch sizes to drain with")
     parser.add_argument("--slow-clients", type=int, default=20)
     parser.add_argument("--slow-rate", type=int, default=1000)
     parser.add_argument("--slow-seconds", type=int, default=15)
