@@ -239,8 +239,8 @@
         li.classList.remove('local');
         var old = li.querySelector('time');
         old.parentNode.replaceChild(timeNode(message.timestamp), old);
-        if (p.failed) settle(p, true);       // stored after all
-        if (p.confirmed) state.pending.splice(i, 1);
+        if (p.failed) settle(p, true);       // stored after all (settle drops it from pending)
+        else if (p.confirmed) state.pending.splice(i, 1);
         return li;
       }
     }
@@ -618,9 +618,17 @@
   }
 
   ui.errorClose.addEventListener('click', function () { ui.error.hidden = true; });
-  ui.usersToggle.addEventListener('click', function () {
+  ui.usersToggle.addEventListener('click', function (event) {
+    event.stopPropagation();
     var open = ui.body.classList.toggle('users-open');
     ui.usersToggle.setAttribute('aria-expanded', String(open));
+  });
+  document.addEventListener('click', function (event) {
+    // On small screens the online list is a pop-over: a tap elsewhere closes it.
+    if (ui.body.classList.contains('users-open') && !ui.usersPanel.contains(event.target)) {
+      ui.body.classList.remove('users-open');
+      ui.usersToggle.setAttribute('aria-expanded', 'false');
+    }
   });
 
   /* For the browser test and for curious people at the console. */
