@@ -168,6 +168,32 @@ async function main() {
     check(infoA.me !== infoB.me, 'both pages got the same nickname');
     emit('info', { a: infoA, b: infoB });
 
+    await step('stomp-lite parses split, batched, content-length and escaped frames', async () => {
+      const result = await a.page.evaluate(() => {
+        const frames = [];
+        let beats = 0;
+        const parser = new window.StompLite.FrameParser((f) => frames.push(f), () => beats++);
+        const body = '{"content":"한\\u0000글 👋"}'.replace('\\u0000', '\u0000');
+        const bytes = new TextEncoder().encode(body).length;
+        // One frame over three messages, cut inside a multi-byte character.
+        const whole = `MESSAGE\ndestination:/topic/chat\ncontent-length:${bytes}\nx-note:a\\cb\\nc\\\\d\n\n${body}\u0000`;
+        const raw = new TextEncoder().encode(whole);
+        const cut = raw.indexOf(0xED) + 1;   // inside 한
+        parser.feed(raw.slice(0, 10).buffer);
+        parser.feed(raw.slice(10, cut).buffer);
+        parser.feed(raw.slice(cut).buffer);
+        // Heart-beats, then two frames in one message, CRLF lines.
+        parser.feed('\n\r\nRECEIPT\r\nreceipt-id:r-1\r\n\r\n\u0000MESSAGE\nsubscription:sub-0\n\nplain\u0000\n');
+        return { frames, beats };
+      });
+      check(result.frames.length === 3, `parsed ${result.frames.length} frames`);
+      const [m, r, p] = result.frames;
+      check(m.body === '{"content":"한\u0000글 👋"}', `content-length body: ${JSON.stringify(m.body)}`);
+      check(m.headers['x-note'] === 'a:b\nc\\d', `header unescaping: ${JSON.stringify(m.headers['x-note'])}`);
+      check(r.command === 'RECEIPT' && r.headers['receipt-id'] === 'r-1', 'CRLF frame');
+      check(p.body === 'plain' && result.beats === 3, `batched frame / heart-beats (${result.beats})`);
+    });
+
     await step('each sees the other in the online list', async () => {
       const online = (p, name) => p.page.waitForFunction((n) =>
         Array.from(document.querySelectorAll('#users li')).some((li) => li.dataset.name === n), name);
