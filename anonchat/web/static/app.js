@@ -62,6 +62,7 @@
     typingOn: false,
     attempt: 0,
     reconnectTimer: null,
+    stuck: true,              // the reader is at the bottom: follow new messages
     fallbackRaw: false,       // SockJS unusable here: plain WebSocket instead
     stats: { duplicates: 0, received: 0, replayed: 0, historyPages: 0, connects: 0 }
   };
@@ -162,6 +163,20 @@
   function scrollToBottom() {
     ui.scroller.scrollTop = ui.scroller.scrollHeight;
     ui.newPill.hidden = true;
+    state.stuck = true;
+  }
+
+  /* Scroll once per frame however many messages arrived: measuring and
+   * scrolling per message would force a layout each (a long replay, a
+   * burst of sends). */
+  var scrollQueued = false;
+  function scheduleScrollToBottom() {
+    if (scrollQueued) return;
+    scrollQueued = true;
+    requestAnimationFrame(function () {
+      scrollQueued = false;
+      scrollToBottom();
+    });
   }
 
   /* Where a message with this id goes: before the first larger id, else
@@ -204,7 +219,6 @@
       return false;
     }
     if (live && (state.lastSeen === null || compareIds(message.id, state.lastSeen) > 0)) state.lastSeen = message.id;
-    var stick = nearBottom();
     var li;
     var mine = message.type === 'CHAT' && state.myNames.has(message.sender);
     var adopted = mine ? adoptPending(message) : null;
@@ -222,7 +236,7 @@
     li.dataset.minute = String(message.timestamp).slice(0, 16);
     var last = insertSorted(message.id, li);
     if (live && last) {
-      if (stick || mine) scrollToBottom();
+      if (state.stuck || mine) scheduleScrollToBottom();
       else ui.newPill.hidden = false;
     }
     return true;
@@ -279,7 +293,7 @@
     li.classList.add('pending', 'local');
     li.querySelector('.msg-state').textContent = '전송 중';
     ui.list.appendChild(li);
-    scrollToBottom();
+    scheduleScrollToBottom();
     var p = { content: content, li: li, adopted: false, confirmed: false, failed: false };
     state.pending.push(p);
     if (!state.client || !state.connected) {
@@ -443,7 +457,8 @@
 
   ui.scroller.addEventListener('scroll', function () {
     if (ui.scroller.scrollTop < 120) loadOlder();
-    if (nearBottom()) ui.newPill.hidden = true;
+    state.stuck = nearBottom();
+    if (state.stuck) ui.newPill.hidden = true;
   }, { passive: true });
   ui.newPill.addEventListener('click', scrollToBottom);
 
