@@ -313,6 +313,51 @@ async function main() {
       });
     }
 
+    await step('a burst past the rate limit: refusals shown inline, only accepted ones delivered', async () => {
+      // 100 at once: past the burst of 40 unless the page took over 3 s
+      // (the bucket refills 20 a second).
+      const total = 100;
+      const loopMs = await a2.page.evaluate((n) => {
+        const input = document.getElementById('input');
+        const t0 = performance.now();
+        for (let i = 0; i < n; i++) {
+          input.value = `폭주 ${i}`;
+          input.dispatchEvent(new Event('input'));
+          input.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true, cancelable: true }));
+        }
+        return Math.round(performance.now() - t0);
+      }, total);
+      // Every send settles: confirmed (with its id) or refused.
+      await a2.page.waitForFunction((n) => {
+        const mine = Array.from(document.querySelectorAll('#messages li.msg.mine'))
+          .filter((li) => li.querySelector('.bubble').textContent.startsWith('폭주 '));
+        return mine.length === n && mine.every((li) => li.classList.contains('failed') ||
+          (li.dataset.id && !li.classList.contains('pending')));
+      }, total);
+      const outcome = await a2.page.evaluate(() => {
+        const mine = Array.from(document.querySelectorAll('#messages li.msg.mine'))
+          .filter((li) => li.querySelector('.bubble').textContent.startsWith('폭주 '));
+        return {
+          failed: mine.filter((li) => li.classList.contains('failed')).map((li) => li.querySelector('.bubble').textContent),
+          retryButtons: mine.filter((li) => li.querySelector('button.retry')).length,
+          error: document.getElementById('error').hidden ? null : document.getElementById('error-text').textContent,
+        };
+      });
+      emit('info', { sent: total, loopMs, refused: outcome.failed.length, error: outcome.error });
+      check(outcome.failed.length > 0, 'the server refused none of the burst (rate limit not hit?)');
+      check(outcome.retryButtons === outcome.failed.length, 'refused messages have no retry button');
+      check(outcome.error && outcome.error.includes('너무 빨리'), `no inline rate-limit error: ${outcome.error}`);
+      const accepted = total - outcome.failed.length;
+      await b.page.waitForFunction((n) => Array.from(document.querySelectorAll('#messages li.msg .bubble'))
+        .filter((x) => x.textContent.startsWith('폭주 ')).length >= n, accepted);
+      await b.page.waitForTimeout(300);
+      const seen = await b.page.evaluate(() => Array.from(document.querySelectorAll('#messages li.msg .bubble'))
+        .map((x) => x.textContent).filter((t) => t.startsWith('폭주 ')));
+      check(seen.length === accepted, `B got ${seen.length} of the burst, A had ${accepted} accepted`);
+      const refusedDelivered = outcome.failed.filter((t) => seen.includes(t));
+      check(refusedDelivered.length === 0, `messages marked refused were delivered: ${refusedDelivered}`);
+    });
+
     await step('final screenshots', async () => {
       await b.page.waitForTimeout(250);
       await screenshot(a2, path.join(config.outDir, 'page-a-final.png'));
