@@ -14,6 +14,8 @@ setup(
         "Twisted[tls]>=24.3",
         "autobahn>=24.4",
         "txredisapi>=1.4.10",
+        # txredisapi parses replies with hiredis when it is installed: ~3x faster feed reads
+        "hiredis>=2.0",
         "PyMySQL>=1.1",
         "attrs>=23.1",
         "service-identity>=24.1",
