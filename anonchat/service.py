@@ -12,13 +12,16 @@ from __future__ import annotations
 import random
 import secrets
 import time
-from typing import Any, Sequence
+from collections import Counter
+from typing import Any, Iterable, Sequence
 
 from twisted.application import service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IReactorCore
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from prometheus_client.metrics_core import Metric
 from twisted.python.failure import Failure
 
 
@@ -26,7 +29,7 @@ from anonchat.chat.message import ChatMessage
 from anonchat.chat.presence import InMemoryPresence, IPresence
 from anonchat.chat.relay import IRelay, LocalRelay
 from anonchat.chat.room import ChatRoom, RoomConfig
-from anonchat.metrics import Metrics
+from anonchat.metrics import Metrics, counter, gauge
 from anonchat.settings import Settings
 from anonchat.stomp.session import SessionLimits, StompSession
 from anonchat.stomp.transport import ClientInfo, IFrameReceiver, IFrameTransport
@@ -91,6 +94,10 @@ class AnonchatService(service.Service):
         self.limiter = ConnectionLimiter(settings.max_connections_per_ip)
         self.sessions: dict[StompSession, None] = {}
         self.ready = False
+        self._backlog = 0
+        self._backlog_sampler = LoopingCall(self._sample_backlog)
+        self._backlog_sampler.clock = reactor
+        self.metrics.add_sampler(self._sample)
         self.site, self.sockjs = build_site(self)
         self.port: IListeningPort | None = None
         self._starting: Deferred[None] | None = None
@@ -100,19 +107,38 @@ class AnonchatService(service.Service):
     def new_session(self, transport: IFrameTransport, client: ClientInfo) -> IFrameReceiver:
         """The session factory every carrier calls."""
         metrics = self.metrics
-        kind = transport.kind
         session = StompSession(
             transport, client, self.room, self.reactor, secrets.token_hex(8), self.limits,
             on_close=lambda reason: metrics.closes.labels(reason).inc(),
             on_lost=self._session_lost,
         )
         self.sessions[session] = None
-        metrics.connections.labels(kind).inc()
         return session
 
     def _session_lost(self, session: StompSession) -> None:
-        if self.sessions.pop(session, 0) is None:
-            self.metrics.connections.labels(session.transport.kind).dec()
+        self.sessions.pop(session, None)
+
+    def _sample(self) -> Iterable[Metric]:
+        """Read at every scrape: plain counters kept by the room, flusher and archive."""
+        by_transport: Counter[str] = Counter(s.transport.kind for s in self.sessions)
+        yield gauge("anonchat_connections", "Open STOMP connections", labels=dict(by_transport), label="transport")
+        yield counter("anonchat_messages_in", "Chat messages accepted into the buffer", self.room.accepted)
+        yield counter("anonchat_refused", "Application errors reported to clients, by code",
+                      labels=dict(self.room.refused), label="code")
+        yield gauge("anonchat_buffer_backlog", "Messages not yet archived (sampled)", self._backlog)
+        flusher = self.flusher
+        yield counter("anonchat_flushed", "Messages written to the archive", flusher.flushed_total)
+        yield gauge("anonchat_flush_batch_size", "Messages in the last flushed batch", flusher.last_batch_size)
+        yield gauge("anonchat_flush_lag_seconds", "Send-to-archive lag of the last batch", flusher.last_lag_seconds)
+        yield gauge("anonchat_flush_failures", "Flushes failed in a row", flusher.consecutive_failures)
+        yield counter("anonchat_dead_letters", "Rows the database refused, set aside",
+                      getattr(self.archive, "dead_lettered", 0))
+
+    async def _sample_backlog(self) -> None:
+        try:
+            self._backlog = await self.buffer.backlog()
+        except Exception:
+            pass  # the buffer being down is reported by /healthz
 
     def _fan_out(self, messages: Sequence[ChatMessage]) -> None:
         started = time.perf_counter()
@@ -153,6 +179,7 @@ class AnonchatService(service.Service):
         await self.presence.start()
         await self.relay.start()
         self.flusher.start()
+        self._backlog_sampler.start(5.0)
         endpoint = serverFromString(self.reactor, self.settings.port)
         self.port = await endpoint.listen(self.site)
         self.ready = True
@@ -180,6 +207,8 @@ class AnonchatService(service.Service):
         for session in list(self.sessions):
             session.close("server-shutdown")
         self.sockjs.close_all()
+        if self._backlog_sampler.running:
+            self._backlog_sampler.stop()
         await self.flusher.stop()
         await DeferredList([self.relay.stop(), self.presence.stop()], consumeErrors=True)
         await DeferredList([self.buffer.stop(), self.archive.stop()], consumeErrors=True)

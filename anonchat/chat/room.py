@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from itertools import count
 from typing import Any, Mapping, Sequence
 
@@ -86,6 +87,9 @@ class ChatRoom:
         self.users = Topic(USERS_TOPIC)
         self._topics = {CHAT_TOPIC: self.chat, TYPING_TOPIC: self.typing, USERS_TOPIC: self.users}
         self._sessions: dict[StompSession, None] = {}
+        #: For metrics: messages durably accepted, and refusals by code.
+        self.accepted = 0
+        self.refused: Counter[str] = Counter()
         #: Live messages held for subscribers still replaying history.
         self._replaying: dict[tuple[StompSession, str], list[ChatMessage]] = {}
         self._in_flight: set[Deferred[Any]] = set()
@@ -219,13 +223,20 @@ class ChatRoom:
     def _send_chat(self, session: StompSession, user: ChatUser, content: str) -> Deferred[bool]:
         d = self.buffer.append(ChatMessage(MessageType.CHAT, user.name, content, self._now_ms()))
 
+        def stored(_: object) -> bool:
+            self.accepted += 1
+            return True
+
         def failed(failure: Failure) -> bool:
+            if failure.check(ValueError):
+                self._report(session, user, ApplicationError("INVALID_TEXT", "content must be valid Unicode text"))
+                return False
             failure.trap(BufferUnavailable)
             log.warn("message not buffered: {error}", error=failure.getErrorMessage())
             self._report(session, user, ApplicationError("NOT_STORED", "the message could not be stored; send it again"))
             return False
 
-        return d.addCallbacks(lambda _: True, failed)
+        return d.addCallbacks(stored, failed)
 
     def _append(self, message: ChatMessage) -> None:
         d = self.buffer.append(message)
@@ -284,6 +295,7 @@ class ChatRoom:
         self.chat.add(session, subscription)
 
     def _report(self, session: StompSession, user: ChatUser, error: ApplicationError) -> None:
+        self.refused[error.code] += 1
         log.info("application error {code} for session {session}", code=error.code, session=session.session_id)
         if not user.error_subscriptions:
             return
