@@ -355,3 +355,38 @@ class SlowArchive(FakeArchive):
         while self.waiting:
             d, result = self.waiting.pop(0)
             result.addCallback(d.callback)
+
+
+class UnavailableBufferTests(RoomTestCase):
+    def test_a_session_whose_join_cannot_be_stored_is_refused_and_gets_no_leave(self) -> None:
+        from twisted.internet.defer import fail
+
+        from anonchat.store.interfaces import BufferUnavailable
+
+        appended: list[Any] = []
+        self.buffer.append = lambda m: (appended.append(m), fail(BufferUnavailable("down")))[1]  # type: ignore[method-assign]
+        transport = FakeTransport()
+        session = StompSession(transport, ClientInfo("127.0.0.1", "fake"), self.room, self.clock, "x", SessionLimits())
+        session.data_received(frame("CONNECT", accept_version="1.2"))
+        [error] = transport.take()
+        self.assertEqual(error.command, "ERROR")
+        self.assertTrue(transport.closed)
+        session.connection_lost()
+        self.assertEqual([m.type.value for m in appended], ["JOIN"])
+        self.assertEqual(self.successResultOf(self.presence.online()), [])
+        self.assertEqual(self.room.session_count, 0)
+
+    def test_a_chat_message_that_cannot_be_stored_is_reported_not_receipted(self) -> None:
+        from twisted.internet.defer import fail
+
+        from anonchat.store.interfaces import BufferUnavailable
+
+        alice = Client(self)
+        alice.subscribe("/user/queue/errors", "e")
+        alice.pull()
+        self.buffer.append = lambda m: fail(BufferUnavailable("down"))  # type: ignore[method-assign]
+        alice.say({"content": "lost?"}, receipt="r")
+        frames = alice.pull()
+        self.assertEqual([f.command for f in frames], ["MESSAGE"])
+        self.assertEqual(alice.messages("/user/queue/errors")[0]["code"], "NOT_STORED")
+        self.assertFalse(alice.transport.closed)

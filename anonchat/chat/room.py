@@ -31,7 +31,7 @@ from anonchat.chat.payload import ApplicationError, parse_chat_content, parse_ty
 from anonchat.chat.presence import IPresence
 from anonchat.chat.ratelimit import TokenBucket
 from anonchat.chat.relay import IRelay, LocalRelay
-from anonchat.stomp.application import DestinationError, IStompApplication
+from anonchat.stomp.application import DestinationError, IStompApplication, SessionRefused
 from anonchat.stomp.session import State, StompSession
 from anonchat.store.interfaces import BufferUnavailable, IMessageArchive, IMessageBuffer
 
@@ -125,10 +125,14 @@ class ChatRoom:
 
     async def _connect(self, session: StompSession) -> Mapping[str, str]:
         now_ms = self._now_ms()
-        name = await claim_nickname(self.presence, self.config.nickname_prefix, now_ms, self._rng)
+        try:
+            name = await claim_nickname(self.presence, self.config.nickname_prefix, now_ms, self._rng)
+        except Exception as e:
+            log.warn("no nickname could be claimed ({error}); refusing the session", error=type(e).__name__)
+            raise SessionRefused("the chat is unavailable right now; try again") from None
         if session.state is State.CLOSED:
             await self.presence.release(name)
-            raise ConnectionError("session ended while its nickname was being claimed")
+            raise SessionRefused("session ended while its nickname was being claimed")
         rate = self.config.rate_limit
         session.principal = ChatUser(
             name=name,
@@ -137,7 +141,17 @@ class ChatRoom:
             typing_updates=TokenBucket(self.clock, rate, 2 * rate),
         )
         self._sessions[session] = None
-        self._append(ChatMessage(MessageType.JOIN, name, "", now_ms))
+        joined = self.buffer.append(ChatMessage(MessageType.JOIN, name, "", now_ms))
+        self._track(joined)
+        try:
+            await joined
+        except Exception as e:
+            # No JOIN, no session: refuse it rather than pretend it opened.
+            log.warn("JOIN not buffered ({error}); refusing the session", error=type(e).__name__)
+            session.principal.left = True
+            self._sessions.pop(session, None)
+            await self.presence.release(name)
+            raise SessionRefused("the chat is unavailable right now; try again") from None
         return {"user-name": name}
 
     def disconnected(self, session: StompSession) -> None:

@@ -21,6 +21,11 @@ class DestinationError(Exception):
     the session answers with ``ERROR`` and closes."""
 
 
+class SessionRefused(Exception):
+    """The application cannot open this session now (its reason is safe to
+    send to the client); the session answers with ``ERROR`` and closes."""
+
+
 class IStompApplication(Interface):
     def connect(session: StompSession) -> Deferred[Mapping[str, str]]:
         """A session opened; fires with extra ``CONNECTED`` headers

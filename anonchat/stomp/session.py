@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from anonchat import __version__
-from anonchat.stomp.application import DestinationError, IStompApplication
+from anonchat.stomp.application import DestinationError, IStompApplication, SessionRefused
 from anonchat.stomp.frame import HEARTBEAT, Frame, FrameError
 from anonchat.stomp.negotiation import SUPPORTED_VERSIONS, heartbeat_intervals, negotiate_version, parse_heartbeat
 from anonchat.stomp.outbound import Outbound
@@ -254,9 +254,13 @@ class StompSession:
             self._dispatch(queued)
 
     def _connect_failed(self, failure: Failure) -> None:
-        log.failure("application refused a STOMP connection", failure=failure)
+        detail = "the server could not open this session"
+        if failure.check(SessionRefused):
+            detail = str(failure.value)
+        else:
+            log.failure("application failed to open a STOMP session", failure=failure)
         if self.state is State.CONNECTING:
-            self.protocol_error("connection refused", "the server could not open this session", reason="connect-failed")
+            self.protocol_error("connection refused", detail, reason="connect-failed")
 
     def _on_send(self, frame: Frame) -> None:
         destination = self._require(frame, "destination")
