@@ -25,7 +25,7 @@ from twisted.trial import unittest
 from anonchat.chat.message import ChatMessage, id_key
 from anonchat.store.interfaces import BufferUnavailable
 from anonchat.store.redis_buffer import RedisAddress, RedisStreamBuffer, parse_redis_url
-from tests.buffer_contract import BufferContractMixin, Recorder, _TestCase, chat
+from tests.buffer_contract import Recorder, SharedBufferContractMixin, _TestCase, chat
 from tests.services import require_redis
 
 reactor: Any = _reactor
@@ -63,8 +63,7 @@ class RedisTestMixin(_TestCase):
             self.fail("condition not reached in time")
 
 
-class RedisStreamBufferContractTests(RedisTestMixin, BufferContractMixin, unittest.TestCase):
-    shared_between_nodes = True
+class RedisStreamBufferContractTests(RedisTestMixin, SharedBufferContractMixin, unittest.TestCase):
 
     async def setUp(self) -> None:  # type: ignore[override]
         self.url = require_redis()
