@@ -46,6 +46,7 @@ const DEFAULTS = {
   duration: 20,
   concurrency: 200,
   "local-addresses": 1,
+  subscribe: 1,
   json: "",
   label: "",
 };
@@ -78,7 +79,7 @@ function usage(code) {
       "  [--publishers P] [--rates R1,R2,...] [--step S] [--drain S] [--workers W]\n" +
       "  [--pad CHARS] [--max-p99 MS] [--stop-on-fail 0|1] [--retries N] [--slow K]\n" +
       "  [--heartbeat SX,SY] [--hold S] [--rate CONN/S] [--duration S]\n" +
-      "  [--concurrency N] [--local-addresses K] [--json FILE] [--label TEXT]\n" +
+      "  [--concurrency N] [--local-addresses K] [--subscribe 0|1] [--json FILE] [--label TEXT]\n" +
       "defaults: " + JSON.stringify(DEFAULTS) + "\n"
   );
   process.exit(code);
@@ -150,6 +151,7 @@ function localAddressFor(i, count) {
 function worker() {
   let opts = null;
   let clients = []; // steps/idle mode
+  const live = []; // every client as soon as it is ready (heart-beats start at once)
   const errors = { connect: 0, stompError: 0, closed: 0, firstError: null };
   function noteError(kind, detail) {
     errors[kind]++;
@@ -235,10 +237,12 @@ function worker() {
           if (subscribe) ws.send(SUBSCRIBE_FRAME);
           else {
             client.ready = true;
+            live.push(client);
             done(true);
           }
         } else if (c === C_RECEIPT) {
           client.ready = true;
+          live.push(client);
           if (client.slow) {
             // stop reading: the kernel buffers fill, then the server's backlog grows
             ws._socket.pause();
@@ -332,8 +336,8 @@ function worker() {
     const slices = 50;
     let slice = 0;
     hbTimer = setInterval(() => {
-      for (let i = slice; i < clients.length; i += slices) {
-        const c = clients[i];
+      for (let i = slice; i < live.length; i += slices) {
+        const c = live[i];
         if (!c.closed) c.ws.send("\n");
       }
       slice = (slice + 1) % slices;
@@ -428,6 +432,7 @@ function worker() {
         process.send({ cmd: "init-ok" });
       } else if (msg.cmd === "connect") {
         const specs = msg.indices.map((i) => ({ index: i, slow: msg.slow.includes(i) }));
+        if (msg.heartbeatMs) startHeartbeats(msg.heartbeatMs);
         clients = await connectAll(specs, { subscribe: msg.subscribe, heartbeat: msg.heartbeat });
         for (const c of clients) {
           const p = msg.publishers.indexOf(c.index);
@@ -436,7 +441,6 @@ function worker() {
             c.seq = 0;
           }
         }
-        if (msg.heartbeatMs) startHeartbeats(msg.heartbeatMs);
         process.send({
           cmd: "connected",
           count: clients.length,
@@ -720,7 +724,7 @@ function maxMs(hist) {
 }
 
 async function runIdle(opts, workers) {
-  const conn = await connectClients(opts, workers, true, opts.heartbeat);
+  const conn = await connectClients(opts, workers, !!opts.subscribe, opts.heartbeat);
   emit(opts, { type: "connected", mode: "idle", clients: conn.count, seconds: conn.seconds, errors: conn.errors });
   const t0 = Date.now();
   while (Date.now() - t0 < opts.hold * 1000) {

@@ -274,11 +274,11 @@ class Bench:
             label = f"{key}-{name}"
             if make is None:
                 records = self.loadgen(RABBIT_URL, label, clients=clients, publishers=publishers, rates=rates,
-                                       step=a.step, max_p99=max_p99)
+                                       step=a.step, max_p99=max_p99, retries=a.retries)
             else:
                 with make() as server:
                     records = self.loadgen(server.url, label, clients=clients, publishers=publishers, rates=rates,
-                                           step=a.step, max_p99=max_p99)
+                                           step=a.step, max_p99=max_p99, retries=a.retries)
                     if a.profile and name == "anonchat" and key == "a":
                         best = summary_of(records).get("best_rate") or int(rates.split(",")[0])
                         self.profile(server, clients, publishers, best)
@@ -357,7 +357,8 @@ class Bench:
 
                 self.on_record = sample
                 idle = self.loadgen(server.url, f"c-{server.name}-idle", mode="idle", clients=a.idle,
-                                    heartbeat="10000,10000", hold=a.hold, concurrency=200, local_addresses=8)
+                                    heartbeat="10000,10000", hold=a.hold, concurrency=200, local_addresses=8,
+                                    subscribe=1 if a.idle_subscribe else 0)
                 self.on_record = None
                 connected = next(r for r in idle if r["type"] == "connected")
                 last = [r for r in idle if r["type"] == "idle"][-1]
@@ -369,7 +370,8 @@ class Bench:
                 rows.append((server.name, limit, connected["clients"], connected["seconds"], before, peak["rss"],
                              per_conn, last["open"], last["errors"]["closed"], churn, server.pid))
         self.figures["c"] = rows
-        self.say(f"\n### Scenario c: {a.idle} idle connections with 10 s heart-beats held {a.hold} s;"
+        self.say(f"\n### Scenario c: {a.idle} idle connections with 10 s heart-beats"
+                 f" ({'subscribed' if a.idle_subscribe else 'connected, not subscribed'}) held {a.hold} s;"
                  f" then {a.churn_rate} connect+subscribe+disconnect per second for {a.churn_seconds} s")
         self.say("| server | fd limit | connected | connect time (s) | RSS before (KiB) | RSS with all (KiB) |"
                  " KiB/conn | still open at end | dropped | churn ok/started | churn/s | churn failed |"
@@ -600,9 +602,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="loadgen worker processes")
     parser.add_argument("--rates-a", default="250,500,750,1000,1250,1500,1750,2000,2500,3000,3500,4000,5000")
     parser.add_argument("--rates-b", default="50,100,150,200,250,300,350,400,500,600,800")
+    parser.add_argument("--retries", type=int, default=2, help="repeats of a failing step before giving up")
     parser.add_argument("--profile", action="store_true", help="py-spy anonchat during scenario a")
     parser.add_argument("--idle", type=int, default=10000)
     parser.add_argument("--hold", type=int, default=35, help="seconds to hold idle connections (> 3 heart-beats)")
+    parser.add_argument("--idle-subscribe", action="store_true",
+                        help="idle clients also subscribe to /topic/chat (every JOIN then goes to all: O(n^2))")
     parser.add_argument("--churn-rate", type=int, default=500)
     parser.add_argument("--churn-seconds", type=int, default=20)
     parser.add_argument("--lag-rates", default="5000,1000", help="msg/s for the send->row lag runs")
@@ -621,6 +626,11 @@ def main() -> None:
     bench = Bench(args)
     bench.say(f"# anonchat benchmarks {time.strftime('%Y-%m-%d %H:%M:%S')} ({os.cpu_count()} CPUs,"
               f" open-file limit {soft}/{hard}, loadgen workers {args.workers}, {args.step:g} s steps)")
+    head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "anonchat"], capture_output=True,
+                           text=True).stdout.count("\n")
+    bench.say(f"anonchat tree: HEAD {head}, {dirty} uncommitted change(s) under anonchat/;"
+              f" load average before: {os.getloadavg()[0]:.2f}")
     only = set(args.only.split(","))
     try:
         if "a" in only:
