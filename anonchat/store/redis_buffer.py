@@ -41,7 +41,7 @@ from zope.interface import implementer
 
 from anonchat.chat.message import ChatMessage, MessageType, id_key
 from anonchat.store.interfaces import BufferUnavailable, FeedListener, IMessageBuffer
-from anonchat.store.redis_connection import RedisAddress, connect, parse_redis_url
+from anonchat.store.redis_connection import RedisAddress, connect, is_connected, parse_redis_url, wait_connected
 
 __all__ = ["RedisStreamBuffer", "RedisAddress", "parse_redis_url"]
 
@@ -164,6 +164,9 @@ class RedisStreamBuffer:
     def _call(self, factory: Any, timeout: float, *args: Any) -> Deferred[Any]:
         if not self._running or factory is None:
             return fail(BufferUnavailable("the Redis buffer is not running"))
+        if not is_connected(factory):
+            # and /healthz answers at once instead of after the timeout
+            return fail(BufferUnavailable("not connected to Redis"))
         try:
             d: Deferred[Any] = factory.handler.execute_command(*args)
         except Exception as e:
@@ -206,6 +209,8 @@ class RedisStreamBuffer:
         self._commands = self._connect(self._timeout)
         self._feed_connection = self._connect(self._block_ms / 1000 + self._timeout)
         try:
+            for factory in (self._commands, self._feed_connection):
+                await wait_connected(self._reactor, factory, self._timeout)
             await self._ensure_group()
             info = _pairs(await self._command("XINFO", "STREAM", self._stream))
             self._last_id = _text(info["last-generated-id"])

@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 import attrs
 import txredisapi
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import deferLater
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.ssl import optionsForClientTLS
@@ -102,7 +103,7 @@ class ReconnectingFactory(txredisapi.RedisFactory):  # type: ignore[misc]
 
     protocol = RedisProtocol
     initialDelay = 0.1
-    maxDelay = 5.0
+    maxDelay = 2.0
     log = Logger()
 
     def stopTrying(self) -> Deferred[Any]:
@@ -150,3 +151,18 @@ def connect(reactor: Any, address: RedisAddress, *, reply_timeout: float | None,
     )
     factory.startConnecting(endpoint(reactor, address, connect_timeout))
     return factory
+
+
+async def wait_connected(reactor: Any, factory: Any, timeout: float) -> None:
+    """Wait until the pool has its connection (fails after ``timeout``)."""
+    await factory.getConnection(peek=True).addTimeout(timeout, reactor)
+    # txredisapi wakes waiters before it counts the connection in the pool
+    # (what ``is_connected`` reads): let it finish that first.
+    await deferLater(reactor, 0, lambda: None)
+
+
+def is_connected(factory: Any) -> bool:
+    """Whether a command would be written now rather than queued until a
+    reconnection. Callers fail fast instead of queueing: a command written
+    the moment Redis returns could run after its caller gave up on it."""
+    return bool(factory is not None and factory.size)

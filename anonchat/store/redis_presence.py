@@ -12,13 +12,13 @@ from __future__ import annotations
 import uuid
 from typing import Any, Sequence
 
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from anonchat.chat.presence import IPresence, ReapedListener
-from anonchat.store.redis_connection import connect, parse_redis_url
+from anonchat.store.redis_connection import connect, is_connected, parse_redis_url, wait_connected
 
 log = Logger()
 
@@ -71,6 +71,8 @@ class RedisPresence:
         self._beat_interval = beat
 
     def _command(self, *args: Any) -> Deferred[Any]:
+        if not is_connected(self._connection):
+            return fail(ConnectionError("not connected to Redis"))
         d: Deferred[Any] = self._connection.handler.execute_command(*args)
         return d.addTimeout(self._timeout, self._reactor)
 
@@ -82,6 +84,7 @@ class RedisPresence:
     async def _start(self) -> None:
         self._connection = connect(self._reactor, self._address, reply_timeout=self._timeout,
                                    connect_timeout=self._timeout)
+        await wait_connected(self._reactor, self._connection, self._timeout)
         await self._keep_alive()
         self._beat.start(self._beat_interval, now=False)
 
