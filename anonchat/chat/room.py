@@ -246,7 +246,7 @@ class ChatRoom:
                 self._report(session, user, ApplicationError("INVALID_TEXT", "content must be valid Unicode text"))
                 return False
             failure.trap(BufferUnavailable)
-            log.warn("message not buffered: {error}", error=failure.getErrorMessage())
+            log.debug("message not buffered: {error}", error=failure.getErrorMessage())  # the buffer logs outages
             self._report(session, user, ApplicationError("NOT_STORED", "the message could not be stored; send it again"))
             return False
 
