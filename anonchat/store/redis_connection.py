@@ -8,7 +8,7 @@ user reconnects and times out the same way.
 from __future__ import annotations
 
 from typing import Any, cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import attrs
 import txredisapi
@@ -16,14 +16,15 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import deferLater
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.internet.ssl import optionsForClientTLS
+from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.logger import Logger
 
 
 @attrs.frozen
 class RedisAddress:
     """Where Redis is, from ``redis://[[user]:password@]host[:port][/db]``
-    (``rediss://`` for TLS)."""
+    (``rediss://`` for TLS; ``?ssl_ca_certs=/path/ca.pem`` trusts that CA
+    instead of the platform's, as redis-py spells it)."""
 
     host: str
     port: int = 6379
@@ -31,6 +32,7 @@ class RedisAddress:
     password: str | None = attrs.field(default=None, repr=False)
     tls: bool = False
     username: str | None = None
+    ca_certs: str | None = None
 
 
 def parse_redis_url(url: str) -> RedisAddress:
@@ -40,6 +42,10 @@ def parse_redis_url(url: str) -> RedisAddress:
     path = parts.path.strip("/")
     if path and not path.isdigit():
         raise ValueError("the Redis db in the URL path must be a number")
+    query = parse_qs(parts.query)
+    unknown = set(query) - {"ssl_ca_certs"}
+    if unknown:
+        raise ValueError(f"unknown Redis URL parameters: {', '.join(sorted(unknown))}")
     return RedisAddress(
         host=parts.hostname or "127.0.0.1",
         port=parts.port or 6379,
@@ -47,6 +53,7 @@ def parse_redis_url(url: str) -> RedisAddress:
         password=unquote(parts.password) if parts.password else None,
         tls=parts.scheme == "rediss",
         username=unquote(parts.username) if parts.username else None,
+        ca_certs=query["ssl_ca_certs"][0] if "ssl_ca_certs" in query else None,
     )
 
 
@@ -127,9 +134,13 @@ class SubscriberFactory(ReconnectingFactory):
 def endpoint(reactor: Any, address: RedisAddress, timeout: float) -> IStreamClientEndpoint:
     result = cast(IStreamClientEndpoint, HostnameEndpoint(reactor, address.host, address.port, timeout=max(timeout, 1.0)))
     if address.tls:
-        # verifies the certificate against the platform trust store and
-        # the host name (or IP address) with service_identity
-        result = wrapClientTLS(optionsForClientTLS(address.host), result)
+        # verifies the certificate against the platform trust store (or the
+        # given CA) and the host name or IP address with service_identity
+        trust = None
+        if address.ca_certs:
+            with open(address.ca_certs, "rb") as f:
+                trust = Certificate.loadPEM(f.read())
+        result = wrapClientTLS(optionsForClientTLS(address.host, trustRoot=trust), result)
     return result
 
 
