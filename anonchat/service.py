@@ -93,6 +93,8 @@ class AnonchatService(service.Service):
         )
         self.limiter = ConnectionLimiter(settings.max_connections_per_ip)
         self.sessions: dict[StompSession, None] = {}
+        #: Per-address slots this service holds (SockJS sessions).
+        self._slots: dict[StompSession, str] = {}
         self.ready = False
         self._backlog = 0
         self._backlog_sampler = LoopingCall(self._sample_backlog)
@@ -106,17 +108,28 @@ class AnonchatService(service.Service):
 
     def new_session(self, transport: IFrameTransport, client: ClientInfo) -> IFrameReceiver:
         """The session factory every carrier calls."""
-        metrics = self.metrics
         session = StompSession(
             transport, client, self.room, self.reactor, secrets.token_hex(8), self.limits,
-            on_close=lambda reason: metrics.closes.labels(reason).inc(),
-            on_lost=self._session_lost,
+            on_close=self.count_close, on_lost=self._session_lost,
         )
         self.sessions[session] = None
+        if not client.slot_held:
+            # SockJS sessions are counted here; raw WebSockets at the handshake.
+            if self.limiter.acquire(client.address):
+                self._slots[session] = client.address
+            else:
+                session.protocol_error("too many connections", "too many connections from this address",
+                                       reason="too-many-connections")
         return session
+
+    def count_close(self, reason: str) -> None:
+        self.metrics.closes.labels(reason).inc()
 
     def _session_lost(self, session: StompSession) -> None:
         self.sessions.pop(session, None)
+        address = self._slots.pop(session, None)
+        if address is not None:
+            self.limiter.release(address)
 
     def _sample(self) -> Iterable[Metric]:
         """Read at every scrape: plain counters kept by the room, flusher and archive."""

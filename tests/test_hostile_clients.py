@@ -109,10 +109,8 @@ class ProtocolAttackTests(HostileTestCase):
             body = b"x" * (1 << 20)
             c.send(frame("SEND", body, destination=SEND_TO))
             await closed_within(c, 10)
-            # Over 4 x max-frame in one message: Autobahn drops the TCP connection
-            # itself (no STOMP ERROR, no close frame); the contract gap is the todo
-            # in test_stomp_limits.
-            return describe_error(c) + " (TCP abort by Autobahn's message limit)"
+            self.assertEqual([f.get("message") for f in c.frames if f.command == "ERROR"], ["frame too large"])
+            return describe_error(c)
 
         async def one_mib_split_frame() -> str:
             c = await self.connected()

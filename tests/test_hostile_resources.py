@@ -201,10 +201,6 @@ class SlowReaderTests(HostileTestCase):
         await self.attack("SockJS slow reader: slow-consumer counted?", lambda: self.xhr_streaming_reader(True))
         self.finish()
 
-    test_sockjs_slow_consumer_is_counted.todo = (  # type: ignore[attr-defined]
-        "anonchat/web/sockjs/session.py _overflow closes the session without a close reason: "
-        "anonchat_closes_total{reason=\"slow-consumer\"} is not incremented for SockJS"
-    )
 
     async def xhr_streaming_reader(self, require_metric: bool) -> str:
         """Cut for overflow, not for vanishing: the disconnect delay is set far longer than the flood."""
@@ -331,8 +327,8 @@ class PerAddressLimitTests(HostileTestCase):
                         await s.send_text(json.dumps([connect_frame().decode()]).encode())
                         await s.wait_message(lambda p: b"CONNECTED" in p, 2)
                         opened += 1
-                    except AssertionError:
-                        pass
+                    except (AssertionError, OSError):
+                        pass  # refused: ERROR "too many connections", then closed
             for s in socks:
                 s.abort()
             if opened != 5:
@@ -343,10 +339,6 @@ class PerAddressLimitTests(HostileTestCase):
         await self.attack("10 SockJS websockets, one address", ten_sockjs)
         self.finish()
 
-    test_sockjs_connections_per_address.todo = (  # type: ignore[attr-defined]
-        "--max-connections-per-ip is enforced only in anonchat/web/websocket.py (raw /ws-chat upgrade); "
-        "SockJS sessions never consult svc.limiter"
-    )
 
 
 class ZzzSummary(HostileTestCase):

@@ -143,18 +143,12 @@ class LimitTests(TestCase):
     async def test_message_over_the_websocket_limit_gets_an_error_frame(self) -> None:
         """CONTRACT: "a frame over the size limit" gets one ERROR frame, then the close.
 
-        One WebSocket message may carry 4 x max-frame bytes; past that, Autobahn
-        fails the connection itself (failByDrop: a TCP abort, no close frame) before
-        the STOMP session sees a byte, so the client gets neither an ERROR nor a
-        close code (1006). Frames over max-frame inside the 4x allowance, and
-        frames split across messages, do get the ERROR (test_max_frame,
-        test_hostile_clients)."""
+        However large the WebSocket message, the payload is streamed to the
+        STOMP parser, whose limit answers with ERROR (Autobahn's own message
+        limit would have dropped the TCP connection silently)."""
         svc = await start_service(self, max_frame=1024)
         c = await self.client(svc)
         c.send(frame("SEND", b"x" * 5000, destination=SEND_TO))
         await c.closed.addTimeout(5, reactor)
         self.assertEqual([f.get("message") for f in c.frames if f.command == "ERROR"], ["frame too large"])
 
-    test_message_over_the_websocket_limit_gets_an_error_frame.todo = (  # type: ignore[attr-defined]
-        "anonchat/web/websocket.py: Autobahn's maxMessagePayloadSize drops the TCP connection (1006) with no STOMP ERROR"
-    )

@@ -24,6 +24,9 @@ class ClientInfo:
 
     address: str
     transport: str
+    #: The carrier already holds this address's connection slot (raw
+    #: WebSocket counts at the handshake, so it can answer 429 there).
+    slot_held: bool = False
 
 
 class IFrameTransport(Interface):

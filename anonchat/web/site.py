@@ -36,12 +36,11 @@ def build_site(svc: AnonchatService) -> tuple[Site, SockJSResource]:
     cors = CorsPolicy(settings.allowed_origins)
     ws_factory = StompWebSocketFactory(
         svc.new_session,
-        max_message=settings.max_frame,
         max_send_buffer=settings.max_send_buffer,
         allowed_origins=settings.allowed_origins,
         trusted_proxies=settings.trusted_proxies or frozenset(),
         limiter=svc.limiter,
-        on_refusal=lambda reason: svc.metrics.closes.labels(reason).inc(),
+        on_refusal=svc.count_close,
     )
     api = Api(svc.buffer, svc.archive, svc.presence, ready=lambda: svc.ready)
 
@@ -60,6 +59,7 @@ def build_site(svc: AnonchatService) -> tuple[Site, SockJSResource]:
             max_send_buffer=settings.max_send_buffer,
             max_message_size=4 * settings.max_frame,
             allowed_origins=settings.allowed_origins,
+            on_close=svc.count_close,
         ),
         raw_websocket=WebSocketResource(ws_factory),
         client_address=address,

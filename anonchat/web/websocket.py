@@ -2,6 +2,10 @@
 
 Broadcast frames are framed once (an Autobahn ``PreparedMessage`` cached
 on the shared ``Outbound``) and written straight to the TCP transport.
+Inbound payload is streamed to the STOMP parser as Autobahn reads it,
+never gathered into whole messages: the parser's frame limit bounds
+memory and answers an oversized frame with ``ERROR`` as the contract says
+(Autobahn's own message limit would drop the connection silently).
 The backlog bound uses Twisted's public producer API: while the transport
 has paused us, what we write is counted, and past the limit we hang up.
 """
@@ -79,11 +83,24 @@ class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
             self._tcp.unregisterProducer()
             self._tcp.registerProducer(self, True)
         assert self.address is not None
-        self.receiver = self.factory.session_factory(self, ClientInfo(self.address, self.kind))
+        self.receiver = self.factory.session_factory(self, ClientInfo(self.address, self.kind, slot_held=True))
 
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+    # Autobahn's streaming API: payload as it arrives, no message buffer.
+    def onMessageBegin(self, isBinary: bool) -> None:
+        pass
+
+    def onMessageFrameBegin(self, length: int) -> None:
+        pass
+
+    def onMessageFrameData(self, payload: bytes) -> None:
         if self.receiver is not None:
             self.receiver.data_received(payload)
+
+    def onMessageFrameEnd(self) -> None:
+        pass
+
+    def onMessageEnd(self) -> None:
+        pass
 
     def onClose(self, wasClean: bool, code: int, reason: str | None) -> None:
         receiver, self.receiver = self.receiver, None
@@ -133,7 +150,6 @@ class StompWebSocketFactory(WebSocketServerFactory):  # type: ignore[misc]
         self,
         session_factory: SessionFactory,
         *,
-        max_message: int = 65536,
         max_send_buffer: int = 512 * 1024,
         allowed_origins: AbstractSet[str] | None = None,
         trusted_proxies: AbstractSet[str] = frozenset(),
@@ -148,10 +164,11 @@ class StompWebSocketFactory(WebSocketServerFactory):  # type: ignore[misc]
         self.trusted_proxies = trusted_proxies
         self.limiter = limiter or ConnectionLimiter()
         self._on_refusal = on_refusal
-        # One WebSocket message may pack several frames, so allow a few.
+        # No WebSocket size limits: payload is streamed to the STOMP parser,
+        # whose frame limit bounds what is held.
         self.setProtocolOptions(
-            maxFramePayloadSize=4 * max_message,
-            maxMessagePayloadSize=4 * max_message,
+            maxFramePayloadSize=0,
+            maxMessagePayloadSize=0,
             openHandshakeTimeout=10,
             closeHandshakeTimeout=2,
             autoPingInterval=0,

@@ -7,6 +7,8 @@ sockjs-node does. Point it at a local copy to keep browsers off the CDN.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import attrs
 
 DEFAULT_SOCKJS_URL = "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js"
@@ -39,4 +41,6 @@ class SockJSOptions:
     max_send_buffer: int = 512 * 1024
     max_message_size: int = 1024 * 1024
     allowed_origins: frozenset[str] | None = None
+    #: Told why the server cut a session ("slow-consumer"), for metrics.
+    on_close: Callable[[str], None] = attrs.field(default=lambda reason: None, eq=False, repr=False)
     sockjs_url: str = DEFAULT_SOCKJS_URL

@@ -76,6 +76,7 @@ class SessionRegistry:
             disconnect_delay=delay,
             max_send_buffer=self._options.max_send_buffer,
             on_gone=gone,
+            on_close=self._options.on_close,
         )
 
     def close_all(self) -> None:

@@ -68,6 +68,7 @@ class SockJSSession:
         disconnect_delay: float,
         max_send_buffer: int,
         on_gone: Callable[[SockJSSession], None],
+        on_close: Callable[[str], None] = lambda reason: None,
     ) -> None:
         self.kind = kind
         self.client = client
@@ -77,6 +78,7 @@ class SockJSSession:
         self._disconnect_delay = disconnect_delay
         self._max_send_buffer = max_send_buffer
         self._on_gone = on_gone
+        self._on_close = on_close
 
         self.state = State.NEW
         self._receiver: Receiver | None = None
@@ -231,6 +233,7 @@ class SockJSSession:
         self._notify_lost(now=lost_now)
 
     def _overflow(self) -> None:
+        self._on_close("slow-consumer")
         self._pending = []
         self._pending_bytes = 0
         self.state = State.CLOSED

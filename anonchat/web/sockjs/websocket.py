@@ -211,6 +211,7 @@ class RawWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
             self._queued_bytes += len(out.data)
             if self._queued_bytes > self.factory.endpoint.options.max_send_buffer:
                 self.log.info("Dropping a WebSocket over its send buffer ({queued} bytes)", queued=self._queued_bytes)
+                self.factory.endpoint.options.on_close("slow-consumer")
                 self._queue.clear()
                 self._closing = True
                 self.dropConnection(abort=True)
