@@ -82,7 +82,9 @@ def _loads(payload: bytes | str) -> object:
     try:
         text = payload.decode("utf-8") if isinstance(payload, bytes) else payload
         return json.loads(text)
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        # RecursionError: nesting deeper than the decoder's stack (``[`` * 5000
+        # is a 5 KB payload) is broken JSON too, not a server error.
         raise BrokenJSON(str(e)) from None
 
 
