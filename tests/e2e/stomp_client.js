@@ -12,6 +12,14 @@
 //
 //   {"op": "connect", "c": "a", "versions": ["1.2"], "heartbeat": [in, out],
 //    "headers": {...}}                 stompjs Client, resolves on CONNECTED
+//   {"op": "connect", "c": "a", "sockjs": "xhr-polling"}
+//                                      the same over the real sockjs-client,
+//                                      restricted to that one transport
+//                                      (websocket, xhr-streaming, xhr-polling,
+//                                      ...), at the scenario url with ws(s)://
+//                                      read as http(s):// (or "sockjsUrl");
+//                                      ws_open then carries "transport", the
+//                                      one sockjs-client actually used
 //   {"op": "subscribe", "c": "a", "destination": "/topic/chat", "id": "sub-0"}
 //   {"op": "send", "c": "a", "destination": ..., "body": "...",
 //    "headers": {...}, "receipt": "r-1"}        waits for the RECEIPT if given
@@ -20,7 +28,9 @@
 //    "content": "...", "timeout": ms}  until b holds N such MESSAGE frames
 //   {"op": "sleep", "ms": N}
 //   {"op": "drop", "c": "a"}           destroy the TCP socket: no DISCONNECT,
-//                                      no WebSocket close frame
+//                                      no WebSocket close frame (raw WebSocket
+//                                      only; to make a SockJS client vanish,
+//                                      kill the node process)
 //   {"op": "disconnect", "c": "a"}     DISCONNECT and close (stompjs deactivate)
 //   {"op": "waitClose", "c": "a", "timeout": ms}
 //   {"op": "raw", "c": "r", "protocols": [...], "send": ["..."],
@@ -34,6 +44,9 @@ const path = require('path');
 const readline = require('readline');
 const WebSocket = require(path.join(__dirname, 'node_modules', 'ws'));
 const { Client, Versions } = require(path.join(__dirname, 'node_modules', '@stomp', 'stompjs'));
+
+// Loaded on first use, so that the raw WebSocket scenarios do not need it.
+let SockJS = null;
 
 function emit(ev, fields) {
   process.stdout.write(JSON.stringify(Object.assign({ ev }, fields)) + '\n');
@@ -62,6 +75,23 @@ function withTimeout(promise, timeout, what) {
   return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
 }
 
+function countHeartbeat(state, name, text) {
+  if (text === '\n' || text === '\r\n') {
+    state.heartbeatsIn += 1;
+    emit('heartbeat', { c: name });
+  }
+}
+
+function openSockJS(url, step, state) {
+  SockJS = SockJS || require(path.join(__dirname, 'node_modules', 'sockjs-client'));
+  const base = step.sockjsUrl || url.replace(/^ws/, 'http');
+  const sock = new SockJS(base, null, { transports: [step.sockjs] });
+  // stompjs sets sock.onmessage / onopen itself; listeners sit beside it.
+  sock.addEventListener('message', (evt) => countHeartbeat(state, step.c, String(evt.data)));
+  sock.addEventListener('open', () => emit('ws_open', { c: step.c, protocol: sock.protocol, transport: sock.transport }));
+  return sock;
+}
+
 function connect(url, step) {
   const name = step.c;
   const state = { messages: [], closed: false, heartbeatsIn: 0 };
@@ -74,15 +104,10 @@ function connect(url, step) {
     heartbeatOutgoing: outgoing,
     reconnectDelay: 0,
     webSocketFactory: () => {
+      if (step.sockjs) return openSockJS(url, step, state);
       const ws = new WebSocket(url, versions.protocolVersions());
       // A bare EOL in its own WebSocket message is a server heart-beat.
-      ws.on('message', (data) => {
-        const text = data.toString('utf8');
-        if (text === '\n' || text === '\r\n') {
-          state.heartbeatsIn += 1;
-          emit('heartbeat', { c: name });
-        }
-      });
+      ws.on('message', (data) => countHeartbeat(state, name, data.toString('utf8')));
       ws.on('open', () => emit('ws_open', { c: name, protocol: ws.protocol }));
       return ws;
     },
@@ -188,6 +213,7 @@ async function runStep(url, step) {
         `${step.count} ${step.type || ''} messages on ${step.c}, got ${matching(state, step)}`);
     case 'sleep': return new Promise((resolve) => setTimeout(resolve, step.ms));
     case 'drop':
+      if (!state.client.webSocket._socket) throw new Error('drop needs a raw WebSocket client; kill the process instead');
       state.client.webSocket._socket.destroy();
       return undefined;
     case 'disconnect': return state.client.deactivate();
