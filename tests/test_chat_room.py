@@ -390,3 +390,20 @@ class UnavailableBufferTests(RoomTestCase):
         self.assertEqual([f.command for f in frames], ["MESSAGE"])
         self.assertEqual(alice.messages("/user/queue/errors")[0]["code"], "NOT_STORED")
         self.assertFalse(alice.transport.closed)
+
+
+class BatchFanOutTests(RoomTestCase):
+    def test_a_feed_batch_reaches_each_subscriber_in_one_send_frames_still_separate(self) -> None:
+        from anonchat.chat.message import ChatMessage, MessageType
+
+        clients = [Client(self) for _ in range(3)]
+        for c in clients:
+            c.subscribe("/topic/chat")
+            c.pull()
+        batch = [ChatMessage(MessageType.CHAT, "익명-10000", f"m{n}", 1, id=f"9{n}-0") for n in range(3)]
+        self.assertEqual(self.room.on_feed(batch), 9)
+        for c in clients:
+            self.assertEqual(len(c.transport.sent), 1)
+            frames = c.pull()
+            self.assertEqual([json.loads(f.body)["content"] for f in frames], ["m0", "m1", "m2"])
+            self.assertEqual([f.get("message-id") for f in frames], ["90-0", "91-0", "92-0"])

@@ -8,7 +8,7 @@ shared ``Outbound``.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from anonchat.stomp.outbound import Outbound
 from anonchat.stomp.server_frames import message_frame
@@ -46,12 +46,20 @@ class Topic:
 
     def publish(self, message_id: str, body: bytes) -> int:
         """Deliver one message to every subscriber; returns how many."""
+        return self.publish_batch(((message_id, body),))
+
+    def publish_batch(self, messages: Sequence[tuple[str, bytes]]) -> int:
+        """Deliver messages (id, body) in order to every subscriber, as one
+        batch per subscriber (one socket write); returns deliveries."""
         destination = self.destination
         for (subscription, version), group in list(self._groups.items()):
-            out = Outbound(message_frame(destination, subscription, message_id, body, version))
+            out = Outbound.batch([
+                Outbound(message_frame(destination, subscription, message_id, body, version))
+                for message_id, body in messages
+            ])
             for session in list(group):
                 session.deliver(out)
-        return self._count
+        return self._count * len(messages)
 
     def send_to(self, session: StompSession, subscription: str, message_id: str, body: bytes) -> None:
         """One message to one subscription only (replays, private replies)."""

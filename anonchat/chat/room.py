@@ -261,13 +261,8 @@ class ChatRoom:
         """The buffer's ordered feed: fan each message out; returns deliveries."""
         for held in self._replaying.values():
             held.extend(messages)
-        publish = self.chat.publish
-        deliveries = 0
-        presence_changed = False
-        for message in messages:
-            deliveries += publish(message.id, message.to_json())
-            presence_changed = presence_changed or message.type is not MessageType.CHAT
-        if presence_changed:
+        deliveries = self.chat.publish_batch([(m.id, m.to_json()) for m in messages])
+        if any(m.type is not MessageType.CHAT for m in messages):
             self._publish_users()
         return deliveries
 

@@ -49,10 +49,8 @@ class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
 
     receiver: IFrameReceiver | None = None
 
-    @property
-    def _tcp(self) -> Any:
-        """The connected transport (a TCP or TLS one, with producer support)."""
-        return self.transport
+    #: The connected TCP or TLS transport (with producer support).
+    transport: Any
     address: str | None = None
     _paused = False
     _backlog = 0
@@ -64,7 +62,7 @@ class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
             factory.count_refusal("bad-origin")
             raise ConnectionDeny(403, "origin not allowed")
         forwarded = request.headers.get("x-forwarded-for")
-        peer = getattr(self._tcp.getPeer(), "host", "local")
+        peer = getattr(self.transport.getPeer(), "host", "local")
         address = client_address(peer, forwarded, factory.trusted_proxies)
         if not factory.limiter.acquire(address):
             factory.count_refusal("too-many-connections")
@@ -77,11 +75,11 @@ class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
 
     def onOpen(self) -> None:
         try:
-            self._tcp.registerProducer(self, True)
+            self.transport.registerProducer(self, True)
         except RuntimeError:
             # Twisted Web's channel registered itself before the upgrade.
-            self._tcp.unregisterProducer()
-            self._tcp.registerProducer(self, True)
+            self.transport.unregisterProducer()
+            self.transport.registerProducer(self, True)
         assert self.address is not None
         self.receiver = self.factory.session_factory(self, ClientInfo(self.address, self.kind, slot_held=True))
 
@@ -115,7 +113,7 @@ class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     def send(self, out: Outbound) -> None:
         if self.state != self.STATE_OPEN:
             return
-        wire = out.encoded(_WIRE, _prepare)
+        wire = out.encoded_all(_WIRE, _prepare, b"".join)
         if self._paused:
             self._backlog += len(wire)
             if self._backlog > self.factory.max_send_buffer:
@@ -124,7 +122,7 @@ class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
                          backlog=self._backlog)
                 self.dropConnection(abort=True)
                 return
-        self._tcp.write(wire)
+        self.transport.write(wire)
 
     def close(self) -> None:
         if self.state == self.STATE_OPEN:

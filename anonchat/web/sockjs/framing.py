@@ -59,8 +59,9 @@ def encode_literal(data: bytes) -> bytes:
 
 
 def literal(out: Outbound) -> bytes:
-    """``encode_literal(out.data)``, computed once per ``Outbound``."""
-    return out.encoded(LITERAL_KEY, encode_literal)
+    """``encode_literal(out.data)``, computed once per ``Outbound``; for a
+    batch, its frames' literals joined as array elements."""
+    return out.encoded_all(LITERAL_KEY, encode_literal, b",".join)
 
 
 def array_frame(literals: Iterable[bytes]) -> bytes:

@@ -205,6 +205,12 @@ class RawWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     def send(self, out: Outbound) -> None:
         if self._closing or self._gate is None:
             return
+        for part in out.frames():
+            self._send_one(part)
+
+    def _send_one(self, out: Outbound) -> None:
+        if self._closing or self._gate is None:
+            return
         message = out.encoded(PREPARED_KEY, self.factory.prepareMessage)
         if self._gate.paused or self._queue:
             self._queue.append((message, len(out.data)))
