@@ -97,6 +97,7 @@ class AnonchatService(service.Service):
         self._slots: dict[StompSession, str] = {}
         self.ready = False
         self._backlog = 0
+        self._fed_since_nudge = 0
         self._backlog_sampler = LoopingCall(self._sample_backlog)
         self._backlog_sampler.clock = reactor
         self.metrics.add_sampler(self._sample)
@@ -157,6 +158,10 @@ class AnonchatService(service.Service):
         started = time.perf_counter()
         self.metrics.deliveries.inc(self.room.on_feed(messages))
         self.metrics.fanout_seconds.observe(time.perf_counter() - started)
+        self._fed_since_nudge += len(messages)
+        if self._fed_since_nudge >= self.flusher.batch_size:
+            self._fed_since_nudge = 0
+            self.flusher.nudge()
 
     # -- lifecycle --------------------------------------------------------------
 

@@ -311,3 +311,42 @@ class FlusherTests(unittest.TestCase):
         self.assertEqual(self.successResultOf(first), 3)
         self.assertEqual(self.successResultOf(second), 0)
         self.assertEqual(self.buffer.claims, [3, 0])
+
+
+
+class NudgeTests(unittest.TestCase):
+    """A full batch waiting is flushed at once, not at the next tick."""
+
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.clock.advance(START)
+        self.buffer = FakeBuffer(self.clock)
+        self.archive = FakeArchive()
+
+    def test_nudge_flushes_before_the_next_tick(self) -> None:
+        flusher = Flusher(self.buffer, self.archive, self.clock, interval=10.0, batch_size=5)
+        flusher.start()
+        for n in range(7):
+            self.buffer.append_now(f"m{n}")
+        self.clock.advance(1)
+        self.assertEqual(self.archive.rows, {})
+        flusher.nudge()
+        self.assertEqual(len(self.archive.rows), 7)
+        self.assertEqual(self.buffer.pending, {})
+        self.successResultOf(flusher.stop())
+
+    def test_nudge_while_a_flush_runs_does_not_start_another(self) -> None:
+        self.archive.held = []
+        flusher = Flusher(self.buffer, self.archive, self.clock, interval=10.0, batch_size=5)
+        self.buffer.append_now()
+        flusher.start()
+        flusher.nudge()
+        self.assertEqual(len(self.archive.held), 1)
+        self.archive.held.pop().callback(None)
+        self.successResultOf(flusher.stop())
+
+    def test_nudge_does_nothing_when_stopped(self) -> None:
+        flusher = Flusher(self.buffer, self.archive, self.clock)
+        self.buffer.append_now()
+        flusher.nudge()
+        self.assertEqual(self.archive.rows, {})
