@@ -157,3 +157,19 @@ class WebSocketAdapterTests(TestCase):
             leaves = [json.loads(f.body) for f in watcher.frames if b'"LEAVE"' in f.body]
             self.assertEqual([m["sender"] for m in leaves], [connected.get("user-name")])
         return run(go())
+
+    def test_sockjs_raw_websocket_path_is_the_same_stomp_endpoint(self) -> Deferred[Any]:
+        async def go() -> None:
+            svc = await start_service(self, max_connections_per_ip=1)
+            url = ws_url(svc) + "/websocket"
+            c = WsClient(url, protocols=["v11.stomp"])
+            self.addCleanup(c.close)
+            await c.opened
+            self.assertEqual(c.subprotocol, "v11.stomp")
+            c.send(CONNECT)
+            [connected] = await c.wait_for_command("CONNECTED")
+            self.assertEqual(connected.get("version"), "1.2")
+            second = WsClient(url)
+            with self.assertRaises(ConnectionError):
+                await second.opened
+        return run(go())

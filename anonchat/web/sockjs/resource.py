@@ -76,7 +76,9 @@ class SockJSResource(Resource):
         self._raw_websocket = raw_websocket
         self._iframe = info.IframePage(options.sockjs_url)
         self._sockjs_websocket = WebSocketEndpoint(self._endpoint, SockJSWebSocketProtocol)
-        self._plain_websocket = WebSocketEndpoint(self._endpoint, RawWebSocketProtocol)
+        # /websocket is raw WebSocket: the application's own endpoint when
+        # given (the same one that answers upgrades at the base path).
+        self._plain_websocket = WebSocketEndpoint(self._endpoint, RawWebSocketProtocol, raw_websocket)
 
     def close_all(self) -> None:
         """Close every session (shutdown); each STOMP session hears ``connection_lost`` now."""

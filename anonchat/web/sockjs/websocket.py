@@ -10,13 +10,14 @@ queued bytes are counted and bounded rather than piling up in Twisted.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import PreparedMessage
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
+from twisted.web.resource import IResource
 from twisted.web.server import Request
 from zope.interface import implementer
 
@@ -244,10 +245,14 @@ class RawWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
 class WebSocketEndpoint:
     """Checks a WebSocket request as SockJS wants, then lets Autobahn take the connection over."""
 
-    def __init__(self, endpoint: Endpoint, protocol: type[SockJSWebSocketProtocol | RawWebSocketProtocol]) -> None:
+    def __init__(self, endpoint: Endpoint, protocol: type[SockJSWebSocketProtocol | RawWebSocketProtocol],
+                 resource: IResource | None = None) -> None:
+        """``resource``, when given, serves the upgrade instead (the
+        application's own raw STOMP WebSocket, for ``/websocket``)."""
         self._endpoint = endpoint
         self._kind: str = protocol.kind
         self._factory = _Factory(endpoint, protocol)
+        self._own = resource
         self._resource = WebSocketResource(self._factory)
 
     def render(self, request: Request) -> object:
@@ -258,5 +263,7 @@ class WebSocketEndpoint:
         tokens = [t.strip().lower() for t in (request.getHeader(b"connection") or b"").split(b",")]
         if b"upgrade" not in tokens:
             return responses.error(request, 400, '"Connection" must be "Upgrade".')
+        if self._own is not None:
+            return cast(Any, self._own).render(request)
         self._factory.hand_off(ClientInfo(self._endpoint.client_address(request), self._kind))
         return self._resource.render(request)
