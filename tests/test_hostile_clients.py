@@ -29,10 +29,10 @@ GOOD_ORIGIN = "http://good.example"
 EVIL_ORIGIN = "http://evil.example"
 CONNECT_TIMEOUT = 1.0
 HEARTBEAT_MS = 1000
-#: A TCP connection that never completes its HTTP request is left to twisted.web's
-#: idle timeout (``Site(timeout=60)``): the open-handshake and CONNECT timeouts
-#: only start once the request has been parsed.
-IDLE_HTTP_CLOSE = 60.0
+#: A TCP connection that never completes its HTTP request is closed by the
+#: site's idle timeout, which is --connect-timeout too (the open-handshake and
+#: CONNECT timeouts only start once the request has been parsed).
+IDLE_HTTP_CLOSE = CONNECT_TIMEOUT
 
 
 class ProtocolAttackTests(HostileTestCase):

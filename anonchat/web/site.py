@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from autobahn.twisted.resource import WebSocketResource
 from twisted.web.resource import Resource
+from twisted.logger import Logger
+from twisted.web.http import HTTPChannel
 from twisted.web.server import Request, Site
 from twisted.web.static import File
 
@@ -20,11 +22,27 @@ from anonchat.web.websocket import StompWebSocketFactory
 if TYPE_CHECKING:
     from anonchat.service import AnonchatService
 
+log = Logger()
+
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 
 
+class QuietHTTPChannel(HTTPChannel):
+    """Twisted's channel, but its idle-timeout log line names no client address."""
+
+    def timeoutConnection(self) -> None:
+        log.info("closing an idle or incomplete HTTP connection")
+        if self.abortTimeout is not None:
+            self._abortingCall = self.callLater(self.abortTimeout, self.forceAbortClient)
+        self.loseConnection()
+
+
 class QuietSite(Site):
-    """No access log: it would record client addresses."""
+    """No access log (it would record client addresses), HTTP/1.1 only (we
+    offer no HTTP/2), and an idle timeout so a connection that never
+    finishes its request is not held for long."""
+
+    protocol = QuietHTTPChannel  # type: ignore[assignment]
 
     def log(self, request: object) -> None:
         pass
@@ -75,7 +93,7 @@ def build_site(svc: AnonchatService) -> tuple[Site, SockJSResource]:
     root.putChild(b"api", api_root)
     root.putChild(b"healthz", JsonResource(api.health, cors))
     root.putChild(b"metrics", MetricsResource(svc.metrics))
-    site = QuietSite(root)
+    site = QuietSite(root, timeout=settings.connect_timeout)
     site.displayTracebacks = False
     site.noisy = False
     return site, sockjs
