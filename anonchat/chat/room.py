@@ -92,6 +92,11 @@ class ChatRoom:
         self.refused: Counter[str] = Counter()
         #: Live messages held for subscribers still replaying history.
         self._replaying: dict[tuple[StompSession, str], list[ChatMessage]] = {}
+        #: Replays that read further than the feed has delivered (with Redis
+        #: the feed is another connection, and can lag): the last id read.
+        #: They go live once the feed passes it, or that part comes twice.
+        self._awaiting_feed: dict[tuple[StompSession, str], str] = {}
+        self._fed_up_to: tuple[int, int] | None = None
         self._in_flight: set[Deferred[Any]] = set()
         self._event_ids = count(1)
         self._event_prefix = f"e{self._rng.getrandbits(32):08x}"
@@ -162,6 +167,7 @@ class ChatRoom:
         self._sessions.pop(session, None)
         for subscription, destination in session.subscriptions.items():
             self._replaying.pop((session, subscription), None)
+            self._awaiting_feed.pop((session, subscription), None)
             topic = self._topics.get(destination)
             if topic is not None:
                 topic.remove(session, subscription)
@@ -210,6 +216,7 @@ class ChatRoom:
             user.error_subscriptions.discard(subscription)
             return
         self._replaying.pop((session, subscription), None)
+        self._awaiting_feed.pop((session, subscription), None)
         topic = self._topics.get(destination or "")
         if topic is not None:
             topic.remove(session, subscription)
@@ -264,11 +271,17 @@ class ChatRoom:
         deliveries = self.chat.publish_batch([(m.id, m.to_json()) for m in messages])
         if any(m.type is not MessageType.CHAT for m in messages):
             self._publish_users()
+        if messages:
+            self._fed_up_to = fed = id_key(messages[-1].id)
+            for key, read in list(self._awaiting_feed.items()):
+                if fed >= id_key(read):
+                    self._go_live(key, read)
         return deliveries
 
     async def _replay(self, session: StompSession, subscription: str, since: str) -> None:
         key = (session, subscription)
         cursor = since
+        read: str | None = None  # the newest id the replay read
         try:
             while key in self._replaying:
                 page = await self.buffer.read_after(cursor, REPLAY_PAGE)
@@ -288,12 +301,24 @@ class ChatRoom:
                 for message in page:
                     self.chat.send_to(session, subscription, message.id, message.to_json())
                 if page:
-                    cursor = page[-1].id
+                    cursor = read = page[-1].id
                 if caught_up:
                     break
         except Exception:
             log.failure("replay after {since} failed", since=since)
             self._report(session, session.principal, ApplicationError("REPLAY_FAILED", "history could not be replayed"))
+        if key not in self._replaying:
+            return
+        fed = self._fed_up_to
+        if read is not None and session.state is State.CONNECTED and (fed is None or fed < id_key(read)):
+            self._awaiting_feed[key] = read  # on_feed calls _go_live
+            return
+        self._go_live(key, cursor)
+
+    def _go_live(self, key: tuple[StompSession, str], cursor: str) -> None:
+        """The held live messages past ``cursor``, then the topic."""
+        session, subscription = key
+        self._awaiting_feed.pop(key, None)
         held = self._replaying.pop(key, None)
         if held is None or session.state is not State.CONNECTED:
             return
