@@ -25,6 +25,8 @@ log = Logger()
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+#: each part of an id fits the archive's signed BIGINT (and SQLite's INTEGER)
+MAX_ID_PART = 2**63 - 1
 
 
 class BadRequest(Exception):
@@ -50,7 +52,8 @@ def parse_limit(request: Request) -> int:
     raw = _arg(request, "limit")
     if raw is None or raw == "":
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # isdigit() alone also takes "²", which int() refuses
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}")
     return int(raw)
 
@@ -60,9 +63,11 @@ def parse_message_id(request: Request, name: str) -> str | None:
     if raw is None or raw == "":
         return None
     try:
-        id_key(raw)
+        ms, seq = id_key(raw)
     except ValueError:
         raise BadRequest(f"{name} must be a message id") from None
+    if ms > MAX_ID_PART or seq > MAX_ID_PART:
+        raise BadRequest(f"{name} must be a message id")
     return raw
 
 
