@@ -42,6 +42,7 @@ from zope.interface import implementer
 from anonchat.chat.message import ChatMessage, MessageType, id_key
 from anonchat.store.interfaces import BufferUnavailable, FeedListener, IMessageBuffer
 from anonchat.store.redis_connection import RedisAddress, connect, is_connected, parse_redis_url, wait_connected
+from anonchat.store.turnbatch import TurnBatcher
 
 __all__ = ["RedisStreamBuffer", "RedisAddress", "parse_redis_url"]
 
@@ -154,7 +155,7 @@ class RedisStreamBuffer:
         self._last_id = "0-0"
         self._feed_call: Deferred[Any] | None = None
         self._feed_done: Deferred[None] | None = None
-        self._appending: list[tuple[ChatMessage, list[bytes], Deferred[ChatMessage]]] = []
+        self._appends: TurnBatcher[list[bytes], Any] = TurnBatcher(reactor, self._send_appends, APPEND_BATCH)
 
     # -- connections ----------------------------------------------------------
 
@@ -346,30 +347,13 @@ class RedisStreamBuffer:
                       message.content.encode("utf-8"), str(message.created_ms).encode()]
         except UnicodeEncodeError:
             return fail(ValueError("the message cannot be encoded as UTF-8"))
-        d: Deferred[ChatMessage] = Deferred()
-        if not self._appending:
-            self._reactor.callLater(0, self._send_appends)
-        self._appending.append((message, fields, d))
-        return d
+        appended: Deferred[Any] = self._appends.add(fields)
+        return appended.addCallback(lambda message_id: message.with_id(_text(message_id)))
 
-    def _send_appends(self) -> None:
-        """Everything appended this turn, in order, in as few scripts as fit."""
-        pending, self._appending = self._appending, []
-        for start in range(0, len(pending), APPEND_BATCH):
-            batch = pending[start:start + APPEND_BATCH]
-            args: list[Any] = [field for _, fields, _ in batch for field in fields]
-            sent = self._public("append", lambda: self._command("EVAL", APPEND_SCRIPT, 1, self._stream, *args))
-            sent.addCallbacks(self._appended, self._append_failed, callbackArgs=(batch,), errbackArgs=(batch,))
-
-    @staticmethod
-    def _appended(ids: Sequence[Any], batch: list[tuple[ChatMessage, list[bytes], Deferred[ChatMessage]]]) -> None:
-        for (message, _, d), message_id in zip(batch, ids):
-            d.callback(message.with_id(_text(message_id)))
-
-    @staticmethod
-    def _append_failed(failure: Failure, batch: list[tuple[ChatMessage, list[bytes], Deferred[ChatMessage]]]) -> None:
-        for _, _, d in batch:
-            d.errback(failure)
+    def _send_appends(self, batch: list[list[bytes]]) -> Deferred[Sequence[Any]]:
+        """Everything appended this turn, in order: one script, the ids back."""
+        args: list[Any] = [field for fields in batch for field in fields]
+        return self._public("append", lambda: self._command("EVAL", APPEND_SCRIPT, 1, self._stream, *args))
 
     def recent(self, limit: int) -> Deferred[list[ChatMessage]]:
         return self.read_before(None, limit)

@@ -19,6 +19,7 @@ from zope.interface import implementer
 
 from anonchat.chat.presence import IPresence, ReapedListener
 from anonchat.store.redis_connection import connect, is_connected, parse_redis_url, wait_connected
+from anonchat.store.turnbatch import TurnBatcher
 
 log = Logger()
 
@@ -40,12 +41,29 @@ end
 return gone
 """
 
-RELEASE_SCRIPT = """
-local value = redis.call('HGET', KEYS[1], ARGV[1])
-if value and string.sub(value, 1, string.len(ARGV[2]) + 1) == ARGV[2] .. '|' then
-  return redis.call('HDEL', KEYS[1], ARGV[1])
+# Claims and releases made in one reactor turn go as one script each.
+# CLAIM: ARGV = name, value, name, value...; one 0/1 per name.
+CLAIM_SCRIPT = """
+local taken = {}
+for i = 1, #ARGV, 2 do
+  taken[#taken + 1] = redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
 end
-return 0
+return taken
+"""
+
+# RELEASE: ARGV[1] = this node; then names; removes only this node's.
+RELEASE_SCRIPT = """
+local mine = ARGV[1] .. '|'
+local done = {}
+for i = 2, #ARGV do
+  local value = redis.call('HGET', KEYS[1], ARGV[i])
+  if value and string.sub(value, 1, string.len(mine)) == mine then
+    done[#done + 1] = redis.call('HDEL', KEYS[1], ARGV[i])
+  else
+    done[#done + 1] = 0
+  end
+end
+return done
 """
 
 
@@ -69,6 +87,8 @@ class RedisPresence:
         self._beat = LoopingCall(self._heartbeat)
         self._beat.clock = reactor
         self._beat_interval = beat
+        self._claims: TurnBatcher[tuple[str, str], Any] = TurnBatcher(reactor, self._send_claims)
+        self._releases: TurnBatcher[str, Any] = TurnBatcher(reactor, self._send_releases)
 
     def _command(self, *args: Any) -> Deferred[Any]:
         if not is_connected(self._connection):
@@ -125,12 +145,18 @@ class RedisPresence:
         self._listener = listener
 
     def claim(self, name: str, since_ms: int) -> Deferred[bool]:
-        d = self._command("HSETNX", self._users, name, f"{self.node_id}|{since_ms}")
+        d: Deferred[Any] = self._claims.add((name, f"{self.node_id}|{since_ms}"))
         return d.addCallback(lambda added: int(added) == 1)
 
     def release(self, name: str) -> Deferred[None]:
-        d = self._command("EVAL", RELEASE_SCRIPT, 1, self._users, name, self.node_id)
+        d: Deferred[Any] = self._releases.add(name)
         return d.addCallback(lambda _: None)
+
+    def _send_claims(self, batch: list[tuple[str, str]]) -> Deferred[Sequence[Any]]:
+        return self._command("EVAL", CLAIM_SCRIPT, 1, self._users, *[part for pair in batch for part in pair])
+
+    def _send_releases(self, batch: list[str]) -> Deferred[Sequence[Any]]:
+        return self._command("EVAL", RELEASE_SCRIPT, 1, self._users, self.node_id, *batch)
 
     def online(self) -> Deferred[list[tuple[str, int]]]:
         return self._command("HGETALL", self._users).addCallback(self._parse)
