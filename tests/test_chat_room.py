@@ -407,3 +407,20 @@ class BatchFanOutTests(RoomTestCase):
             frames = c.pull()
             self.assertEqual([json.loads(f.body)["content"] for f in frames], ["m0", "m1", "m2"])
             self.assertEqual([f.get("message-id") for f in frames], ["90-0", "91-0", "92-0"])
+
+
+class MessageIdTests(SynchronousTestCase):
+    def test_ids_sort_by_their_numbers_not_as_text(self) -> None:
+        from anonchat.chat.message import id_key
+
+        self.assertLess(id_key("9-5"), id_key("10-0"))
+        self.assertLess(id_key("10-2"), id_key("10-10"))
+
+    def test_malformed_or_oversized_ids_are_refused(self) -> None:
+        from anonchat.chat.message import id_key
+
+        for bad in ["", "1", "1-", "-1", "a-1", "1-x", "1--1", "²-1", "1-²", "9223372036854775808-0",
+                    "0-9223372036854775808", "1" * 40 + "-1"]:
+            with self.assertRaises(ValueError, msg=bad):
+                id_key(bad)
+        self.assertEqual(id_key("9223372036854775807-0"), (2**63 - 1, 0))

@@ -21,12 +21,20 @@ class MessageType(str, Enum):
     LEAVE = "LEAVE"
 
 
+#: Each part of an id fits a signed 64-bit integer (the archive's BIGINT,
+#: SQLite's INTEGER, Redis's stream ids).
+MAX_ID_PART = 2**63 - 1
+
+
 def id_key(message_id: str) -> tuple[int, int]:
     """The sort key of a message id; raises ValueError for a malformed one."""
     ms, sep, seq = message_id.partition("-")
-    if not sep or not ms.isdigit() or not seq.isdigit() or len(message_id) > 41:
+    if not sep or len(message_id) > 41 or not (ms + seq).isascii() or not ms.isdigit() or not seq.isdigit():
         raise ValueError(f"not a message id: {message_id!r}")
-    return int(ms), int(seq)
+    key = int(ms), int(seq)
+    if key[0] > MAX_ID_PART or key[1] > MAX_ID_PART:
+        raise ValueError(f"not a message id: {message_id!r}")
+    return key
 
 
 def iso_timestamp(created_ms: int) -> str:
