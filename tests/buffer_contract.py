@@ -306,6 +306,22 @@ class BufferContractMixin(_TestCase):
         self.assertEqual(await buffer.read_after(ids[7], 10), stored[8:])
         self.assertEqual(await buffer.read_after(ids[-1], 10), [])
 
+    async def test_trim_point_is_the_newest_trimmed_id(self) -> None:
+        buffer = await self.buffer(retain=3)
+        self.assertIsNone(await buffer.trim_point())
+        stored = await self.fill(buffer, 10)
+        ids = [m.id for m in stored]
+        await buffer.claim_batch(100)
+        await buffer.acknowledge(ids[:4])
+        partly = await buffer.trim_point()
+        # never past what is acknowledged; and exactly the boundary read_after uses
+        self.assertIn(partly, ids[:4])
+        self.assertIsNotNone(await buffer.read_after(partly, 10))
+        await buffer.acknowledge(ids[4:])
+        self.assertEqual(await buffer.trim_point(), ids[6])
+        self.assertIsNone(await buffer.read_after(ids[5], 10))
+        self.assertIsNotNone(await buffer.read_after(ids[6], 10))
+
     # -- lifecycle ------------------------------------------------------------
 
     async def test_ping_is_true_when_running(self) -> None:

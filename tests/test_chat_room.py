@@ -424,3 +424,30 @@ class MessageIdTests(SynchronousTestCase):
             with self.assertRaises(ValueError, msg=bad):
                 id_key(bad)
         self.assertEqual(id_key("9223372036854775807-0"), (2**63 - 1, 0))
+
+
+class TwoNodeArchiveGapTests(RoomTestCase):
+    def test_replay_does_not_jump_a_batch_another_node_archived_first(self) -> None:
+        """Node A holds batch 4..6 unarchived while node B already archived
+        7..10: the archive alone has a hole, the buffer fills it."""
+        from anonchat.chat.message import ChatMessage, MessageType
+
+        self.buffer = InMemoryBuffer(self.clock, retain=0)
+        self.archived: list[Any] = []
+        self.room = ChatRoom(self.buffer, self.presence, self.clock, RoomConfig(rate_limit=0),
+                             rng=random.Random(6), archive=FakeArchive(self.archived))
+        self.buffer.add_listener(self.room.on_feed)
+        stored = []
+        for n in range(1, 11):
+            self.clock.advance(0.01)
+            d = self.buffer.append(ChatMessage(MessageType.CHAT, "익명-10000", f"m{n}", n))
+            stored.append(self.successResultOf(d))
+        self.successResultOf(self.buffer.claim_batch(100))
+        self.successResultOf(self.buffer.acknowledge([m.id for m in stored[:3]]))  # trimmed: m1..m3
+        self.assertEqual(self.successResultOf(self.buffer.trim_point()), stored[2].id)
+        self.archived.extend(stored[:3] + stored[6:])  # node B archived m7..m10 before A's m4..m6
+        bob = Client(self)
+        bob.feed(frame("SUBSCRIBE", id="sub-0", destination="/topic/chat", **{"x_since_id": "1-0"}))
+        bob.pull()
+        contents = [m["content"] for m in bob.messages() if m["type"] == "CHAT"]
+        self.assertEqual(contents, [f"m{n}" for n in range(1, 11)])

@@ -287,15 +287,21 @@ class ChatRoom:
                 page = await self.buffer.read_after(cursor, REPLAY_PAGE)
                 caught_up = page is not None and len(page) < REPLAY_PAGE
                 if page is None:
-                    page = await self.archive.read_after(cursor, REPLAY_PAGE) if self.archive else []
+                    # Older than the buffer holds: from the archive, but only
+                    # up to the trim point. Past it another node may have
+                    # archived a later batch before an earlier one, and the
+                    # buffer still holds everything there.
+                    trimmed = await self.buffer.trim_point()
+                    archived = await self.archive.read_after(cursor, REPLAY_PAGE) if self.archive else []
+                    page = [m for m in archived if trimmed is None or id_key(m.id) <= id_key(trimmed)]
                     if not page:
-                        # Trimmed from the buffer yet not archived cannot
-                        # happen (trimming follows archiving); should it,
-                        # send what the buffer still has rather than loop.
-                        log.warn("replay found neither buffer nor archive after {since}", since=cursor)
-                        recent = await self.buffer.recent(REPLAY_PAGE)
-                        page = [m for m in recent if id_key(m.id) > id_key(cursor)]
-                        caught_up = True
+                        if trimmed is None:
+                            break  # nothing was trimmed after all: nothing to replay
+                        # Trimmed yet not archived cannot happen (trimming
+                        # follows archiving); should it, go on from the buffer.
+                        log.warn("replay found the archive short of the trim point {trimmed}", trimmed=trimmed)
+                        cursor = trimmed
+                        continue
                 if key not in self._replaying:
                     return
                 for message in page:

@@ -63,6 +63,10 @@ class IMessageBuffer(Interface):
         """These are archived: stop offering them, and trim what is archived
         down to the retained recent window."""
 
+    def trim_point() -> Deferred[str | None]:
+        """The newest id trimmed away (None if nothing was): everything up to
+        it is archived, and ``read_after`` an older id answers None."""
+
     def backlog() -> Deferred[int]:
         """How many messages are not archived yet."""
 

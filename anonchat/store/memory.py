@@ -121,6 +121,11 @@ class InMemoryBuffer:
         start = bisect.bisect_right(self._messages, after, key=_key)
         return succeed(list(itertools.islice(self._messages, start, start + max(limit, 0))))
 
+    def trim_point(self) -> Deferred[str | None]:
+        if self._trimmed_up_to == (0, 0):
+            return succeed(None)
+        return succeed("%d-%d" % self._trimmed_up_to)
+
     def read_before(self, before_id: str | None, limit: int) -> Deferred[list[ChatMessage]]:
         if before_id is None:
             return self.recent(limit)

@@ -386,6 +386,13 @@ class RedisStreamBuffer:
 
         return self._public("read_after", work)
 
+    def trim_point(self) -> Deferred[str | None]:
+        async def work() -> str | None:
+            marker = await self._command("GET", self._marker)
+            return None if marker is None else _text(marker)
+
+        return self._public("trim_point", work)
+
     # -- archiving ------------------------------------------------------------
 
     def claim_batch(self, limit: int) -> Deferred[list[ChatMessage]]:
