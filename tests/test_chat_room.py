@@ -451,3 +451,40 @@ class TwoNodeArchiveGapTests(RoomTestCase):
         bob.pull()
         contents = [m["content"] for m in bob.messages() if m["type"] == "CHAT"]
         self.assertEqual(contents, [f"m{n}" for n in range(1, 11)])
+
+
+class FeedBehindReplayTests(RoomTestCase):
+    def test_a_resumed_subscriber_waits_for_the_feed_to_pass_what_its_replay_read(self) -> None:
+        """With Redis the feed has its own connection and can lag the
+        replay's reads: going live early would deliver those twice."""
+        from anonchat.chat.message import ChatMessage, MessageType
+
+        delayed: list[Any] = []
+        self.buffer = InMemoryBuffer(self.clock)
+        self.room = ChatRoom(self.buffer, self.presence, self.clock, RoomConfig(rate_limit=0), rng=random.Random(7))
+        feeding = [True]
+
+        def feed(batch: Any) -> None:
+            if feeding[0]:
+                self.room.on_feed(batch)
+            else:
+                delayed.append(list(batch))
+
+        self.buffer.add_listener(feed)
+        bob = Client(self)
+        ids = []
+        for n in range(1, 4):
+            self.clock.advance(0.01)
+            ids.append(self.successResultOf(self.buffer.append(ChatMessage(MessageType.CHAT, "익명-10000", f"m{n}", 1))).id)
+        feeding[0] = False  # the feed falls behind: m4, m5 are in the buffer, not yet fed
+        for n in range(4, 6):
+            self.clock.advance(0.01)
+            self.buffer.append(ChatMessage(MessageType.CHAT, "익명-10000", f"m{n}", 1))
+        bob.feed(frame("SUBSCRIBE", id="sub-0", destination="/topic/chat", **{"x_since_id": ids[1]}))
+        feeding[0] = True
+        for batch in delayed:
+            self.room.on_feed(batch)
+        self.clock.advance(0.01)
+        self.buffer.append(ChatMessage(MessageType.CHAT, "익명-10000", "m6", 1))
+        bob.pull()
+        self.assertEqual([m["content"] for m in bob.messages() if m["type"] == "CHAT"], ["m3", "m4", "m5", "m6"])
