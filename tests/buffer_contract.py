@@ -16,19 +16,8 @@ from zope.interface.verify import verifyObject
 
 from anonchat.chat.message import ChatMessage, MessageType, id_key
 from anonchat.store.interfaces import BufferUnavailable, IMessageBuffer
+from tests.samples import UNICODE_CONTENTS
 
-UNICODE_CONTENTS = [
-    "안녕하세요 👋",
-    "",
-    "𝕳𝖊𝖑𝖑𝖔 𐍈 🀄 🏳️‍🌈 👩‍👩‍👧‍👦",
-    "e\u0301 \u00e9 \u200b \ufeff zero-width",
-    "line\nbreak\ttab\r\n \\ \" '",
-    "123",
-    "0x10",
-    "  leading and trailing  ",
-    "<script>alert(1)</script> & ; %s {} []",
-    "\u0000nul",
-]
 
 
 def chat(content: str = "hello", sender: str = "익명-12345", created_ms: int = 1_732_430_000_000) -> ChatMessage:
