@@ -13,11 +13,9 @@ Running the 0.3.3 suite (Python 2.7; nothing of it is kept in this repo)::
     /work/venv/bin/python /work/main/tests/sockjs_protocol_server.py 8081 &
     SOCKJS_URL=http://localhost:8081 PYTHONPATH=/tmp/py2deps python2.7 sockjs-protocol-0.3.3.py -v
 
-Expected failures (checked on 2026-11-25: 49 of 68 pass as is, 59 with the
-two harness fixes below): dynamic responses carry ``Cache-Control: no-store,
-no-cache, no-transform, must-revalidate, max-age=0`` (sockjs-node's value,
-and what later revisions of the suite expect; 0.3.3 wants it without
-``no-transform``: 6 tests); hixie-76 and hybi-07 WebSockets are refused
+Expected failures (checked on 2026-11-25: 55 of 68 pass as is; with the
+harness fixes below all but the hixie-76 tests and one ws4py quirk pass):
+hixie-76 and hybi-07 WebSockets are refused
 because Autobahn speaks RFC 6455 and hybi-08 only (8 tests). The suite pins
 a patched ws4py fork; with PyPI's ws4py 0.3.2 its ``WebSocket8Client``
 needs ``ws://`` URLs and a ``closed()`` callback to see closes (5 tests),

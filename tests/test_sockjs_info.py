@@ -12,7 +12,7 @@ from anonchat.web.sockjs import SockJSOptions
 from anonchat.web.sockjs.options import DEFAULT_SOCKJS_URL
 from tests.sockjs_support import HTTPHarness
 
-NO_CACHE = "no-store, no-cache, no-transform, must-revalidate, max-age=0"
+NO_CACHE = "no-store, no-cache, must-revalidate, max-age=0"
 
 IFRAME = re.compile(
     r"""^<!DOCTYPE html>

@@ -8,7 +8,7 @@ from anonchat.stomp.outbound import Outbound
 from anonchat.web.sockjs import SockJSOptions
 from tests.sockjs_support import HTTPHarness, RecorderFactory
 
-NO_CACHE = "no-store, no-cache, no-transform, must-revalidate, max-age=0"
+NO_CACHE = "no-store, no-cache, must-revalidate, max-age=0"
 FORM = {b"Content-Type": b"application/x-www-form-urlencoded"}
 
 

@@ -8,7 +8,7 @@ from anonchat.stomp.outbound import Outbound
 from anonchat.web.sockjs import SockJSOptions
 from tests.sockjs_support import HTTPHarness, RecorderFactory
 
-NO_CACHE = "no-store, no-cache, no-transform, must-revalidate, max-age=0"
+NO_CACHE = "no-store, no-cache, must-revalidate, max-age=0"
 PRELUDE = b"h" * 2048 + b"\n"
 
 HTMLFILE_HEAD = """<!doctype html>

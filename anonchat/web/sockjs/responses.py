@@ -16,7 +16,7 @@ from anonchat.web.sockjs.hints import Clock
 from anonchat.web.sockjs.options import SockJSOptions
 
 ONE_YEAR = 365 * 24 * 60 * 60
-NO_CACHE = b"no-store, no-cache, no-transform, must-revalidate, max-age=0"
+NO_CACHE = b"no-store, no-cache, must-revalidate, max-age=0"
 CACHE_FOREVER = b"public, max-age=%d" % ONE_YEAR
 TEXT_PLAIN = b"text/plain;charset=UTF-8"
 JAVASCRIPT = b"application/javascript;charset=UTF-8"
