@@ -71,6 +71,18 @@ class RedisPresenceTests(TestCase):
         self.assertEqual([n for n, _ in await live.online()], ["익명-44444"])
 
 
+    async def test_a_release_redis_missed_is_retried_at_the_next_beat(self) -> None:
+        a = await self.node(beat=0.1)
+        await a.claim("익명-55555", 1)
+        connection = a._connection
+        a._connection = None  # as if Redis were unreachable for this call
+        await a.release("익명-55555")  # never fails
+        a._connection = connection
+        self.assertEqual([n for n, _ in await a.online()], ["익명-55555"])
+        await sleep(0.4)
+        self.assertEqual(await a.online(), [])
+
+
 class RedisRelayTests(TestCase):
     timeout = 20
 

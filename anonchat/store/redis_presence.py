@@ -87,6 +87,7 @@ class RedisPresence:
         self._beat = LoopingCall(self._heartbeat)
         self._beat.clock = reactor
         self._beat_interval = beat
+        self._unreleased: set[str] = set()
         self._claims: TurnBatcher[tuple[str, str], Any] = TurnBatcher(reactor, self._send_claims)
         self._releases: TurnBatcher[str, Any] = TurnBatcher(reactor, self._send_releases)
 
@@ -129,6 +130,11 @@ class RedisPresence:
     async def _heartbeat(self) -> None:
         try:
             await self._keep_alive()
+            if self._unreleased:
+                names = sorted(self._unreleased)
+                await self._send_releases(names)
+                self._unreleased.difference_update(names)
+                log.info("{count} nickname releases retried", count=len(names))
             gone = await self._command("EVAL", REAP_SCRIPT, 1, self._users, self._node_prefix)
         except Exception as e:
             log.warn("presence heartbeat failed: {error}", error=type(e).__name__)
@@ -149,8 +155,11 @@ class RedisPresence:
         return d.addCallback(lambda added: int(added) == 1)
 
     def release(self, name: str) -> Deferred[None]:
+        """Never fails: a release Redis could not take is retried at every
+        beat, so the user does not stay listed (nor get a second LEAVE when
+        this node's key expires)."""
         d: Deferred[Any] = self._releases.add(name)
-        return d.addCallback(lambda _: None)
+        return d.addCallbacks(lambda _: None, lambda _: self._unreleased.add(name))
 
     def _send_claims(self, batch: list[tuple[str, str]]) -> Deferred[Sequence[Any]]:
         return self._command("EVAL", CLAIM_SCRIPT, 1, self._users, *[part for pair in batch for part in pair])
