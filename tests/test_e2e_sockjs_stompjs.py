@@ -237,6 +237,13 @@ class XhrStreamingTransportTests(_SockJSChat, StompJsTestCase):
     transport = "xhr-streaming"
 
 
+class EventSourceTransportTests(_SockJSChat, StompJsTestCase):
+    """sockjs-client also runs eventsource in Node (jsonp and the iframe
+    transports are browser-only there)."""
+
+    transport = "eventsource"
+
+
 class XhrPollingTransportTests(_SockJSChat, StompJsTestCase):
     transport = "xhr-polling"
 
