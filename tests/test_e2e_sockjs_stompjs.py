@@ -1,7 +1,7 @@
 """The real ``@stomp/stompjs`` over the real ``sockjs-client`` (in Node) against a real ``twistd -n anonchat``.
 
 For each SockJS transport the frontend may end up on (sockjs-client's
-``websocket``, ``xhr-streaming`` and ``xhr-polling``), client ``a`` is a
+``websocket``, ``xhr-streaming``, ``eventsource`` and ``xhr-polling``), client ``a`` is a
 stompjs ``Client`` whose ``webSocketFactory`` is
 ``new SockJS(base + '/ws-chat', null, {transports: [name]})`` and client
 ``b`` is stompjs on the raw WebSocket endpoint, so every message crosses
