@@ -125,79 +125,64 @@
     };
   }
 
-  function XhrStreamingTransport(sessionUrl, sink) {
-    var controller = null;
-    var stopped = false;
-    var sender = new Sender(sessionUrl, sink);
-    this.name = 'xhr_streaming';
-    function receive() {
-      if (stopped) return;
-      controller = new AbortController();
-      var splitter = new LineSplitter(function (frame) { if (!stopped) sink.frame(frame); });
-      fetch(sessionUrl + '/xhr_streaming', {
-        method: 'POST', cache: 'no-store', credentials: 'same-origin', signal: controller.signal
-      }).then(function (response) {
-        if (response.status !== 200 || !response.body) throw new Error('xhr_streaming answered ' + response.status);
-        var reader = response.body.getReader();
-        var decoder = new TextDecoder('utf-8');
-        function pump() {
-          return reader.read().then(function (chunk) {
-            if (chunk.done) {
-              splitter.push(decoder.decode());
-              splitter.end();
-              return;
-            }
-            splitter.push(decoder.decode(chunk.value, { stream: true }));
-            return pump();
-          });
-        }
-        return pump();
-      }).then(function () {
-        // The server ends a stream after enough bytes: open the next one.
-        if (!stopped) receive();
-      }, function (error) {
-        if (!stopped) sink.lost(String(error && error.message || error));
-      });
-    }
-    this.send = sender.send;
-    this.close = function () {
-      stopped = true;
-      sender.stop();
-      if (controller) controller.abort();
+  // The two HTTP transports differ only in how one response is read: a
+  // stream of frames until the server ends it, or one poll's frames.
+  function HttpTransport(name, readResponse) {
+    return function (sessionUrl, sink) {
+      var controller = null;
+      var stopped = false;
+      var sender = new Sender(sessionUrl, sink);
+      this.name = name;
+      function receive() {
+        if (stopped) return;
+        controller = new AbortController();
+        var splitter = new LineSplitter(function (frame) { if (!stopped) sink.frame(frame); });
+        fetch(sessionUrl + '/' + (name === 'xhr_polling' ? 'xhr' : name), {
+          method: 'POST', cache: 'no-store', credentials: 'same-origin', signal: controller.signal
+        }).then(function (response) {
+          if (response.status !== 200) throw new Error(name + ' answered ' + response.status);
+          return readResponse(response, splitter);
+        }).then(function () {
+          // A poll answered, or a stream ended after enough bytes: next one.
+          receive();
+        }, function (error) {
+          if (!stopped) sink.lost(String(error && error.message || error));
+        });
+      }
+      this.send = sender.send;
+      this.close = function () {
+        stopped = true;
+        sender.stop();
+        if (controller) controller.abort();
+      };
+      receive();
     };
-    receive();
   }
 
-  function XhrPollingTransport(sessionUrl, sink) {
-    var controller = null;
-    var stopped = false;
-    var sender = new Sender(sessionUrl, sink);
-    this.name = 'xhr_polling';
-    function poll() {
-      if (stopped) return;
-      controller = new AbortController();
-      fetch(sessionUrl + '/xhr', {
-        method: 'POST', cache: 'no-store', credentials: 'same-origin', signal: controller.signal
-      }).then(function (response) {
-        if (response.status !== 200) throw new Error('xhr answered ' + response.status);
-        return response.text();
-      }).then(function (text) {
-        var splitter = new LineSplitter(function (frame) { if (!stopped) sink.frame(frame); });
-        splitter.push(text);
-        splitter.end();
-        poll();
-      }, function (error) {
-        if (!stopped) sink.lost(String(error && error.message || error));
+  var XhrStreamingTransport = HttpTransport('xhr_streaming', function (response, splitter) {
+    if (!response.body) throw new Error('xhr_streaming has no body stream');
+    var reader = response.body.getReader();
+    var decoder = new TextDecoder('utf-8');
+    function pump() {
+      return reader.read().then(function (chunk) {
+        if (chunk.done) {
+          splitter.push(decoder.decode());
+          splitter.end();
+          return;
+        }
+        splitter.push(decoder.decode(chunk.value, { stream: true }));
+        return pump();
       });
     }
-    this.send = sender.send;
-    this.close = function () {
-      stopped = true;
-      sender.stop();
-      if (controller) controller.abort();
-    };
-    poll();
-  }
+    return pump();
+  });
+
+  var XhrPollingTransport = HttpTransport('xhr_polling', function (response, splitter) {
+    return response.text().then(function (text) {
+      splitter.push(text);
+      splitter.end();
+    });
+  });
 
   var TRANSPORTS = {
     websocket: WebSocketTransport,
