@@ -27,6 +27,15 @@ log = Logger()
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 
 
+class StaticFiles(File):
+    """The demo page's files, revalidated on every load (Last-Modified), so
+    an upgraded server never runs with a cached old app.js."""
+
+    def render_GET(self, request: Request) -> bytes | int:
+        request.setHeader("Cache-Control", "no-cache")
+        return super().render_GET(request)  # type: ignore[no-any-return]
+
+
 class QuietHTTPChannel(HTTPChannel):
     """Twisted's channel, but its idle-timeout log line names no client address."""
 
@@ -82,7 +91,7 @@ def build_site(svc: AnonchatService) -> tuple[Site, SockJSResource]:
         raw_websocket=WebSocketResource(ws_factory),
         client_address=address,
     )
-    root = File(STATIC_DIR)
+    root = StaticFiles(STATIC_DIR)
     root.putChild(b"ws-chat", sockjs)
     api_root = Resource()
     messages = JsonResource(api.history, cors)
