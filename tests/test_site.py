@@ -26,3 +26,15 @@ class StaticTests(TestCase):
                 self.assertEqual(response.headers.getRawHeaders(b"cache-control"), [b"no-cache"])
                 self.assertIn(needle, body)
         return ensureDeferred(go())
+
+    def test_health_on_the_embedded_stores_says_in_process(self):  # type: ignore[no-untyped-def]
+        import json
+
+        async def go() -> None:
+            svc = await start_service(self)
+            agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
+            response = await agent.request(b"GET", f"http://127.0.0.1:{svc.listening_port}/healthz".encode())
+            self.assertEqual(response.code, 200)
+            self.assertEqual(json.loads(await readBody(response)),
+                             {"status": "ok", "redis": "in-process", "database": "ok"})
+        return ensureDeferred(go())

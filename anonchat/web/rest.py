@@ -146,11 +146,12 @@ class Api:
     """The handlers, bound to the stores they read."""
 
     def __init__(self, buffer: IMessageBuffer, archive: IMessageArchive, presence: IPresence,
-                 ready: Callable[[], bool] = lambda: True) -> None:
+                 ready: Callable[[], bool] = lambda: True, uses_redis: bool = True) -> None:
         self.buffer = buffer
         self.archive = archive
         self.presence = presence
         self.ready = ready
+        self.uses_redis = uses_redis
 
     async def recent(self, request: Request) -> tuple[int, Any]:
         limit = parse_limit(request)
@@ -178,7 +179,7 @@ class Api:
         ok = redis and database and self.ready()
         return (200 if ok else 503), {
             "status": "ok" if ok else "unavailable",
-            "redis": "ok" if redis else "down",
+            "redis": ("ok" if redis else "down") if self.uses_redis else "in-process",
             "database": "ok" if database else "down",
         }
 

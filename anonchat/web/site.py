@@ -69,7 +69,7 @@ def build_site(svc: AnonchatService) -> tuple[Site, SockJSResource]:
         limiter=svc.limiter,
         on_refusal=svc.count_close,
     )
-    api = Api(svc.buffer, svc.archive, svc.presence, ready=lambda: svc.ready)
+    api = Api(svc.buffer, svc.archive, svc.presence, ready=lambda: svc.ready, uses_redis=bool(settings.redis))
 
     trusted = settings.trusted_proxies or frozenset()
 
