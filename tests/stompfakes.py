@@ -3,6 +3,7 @@ records what the session sends, and helpers to build and read frames."""
 
 from __future__ import annotations
 
+from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from anonchat.stomp.frame import HEARTBEAT, Frame
@@ -26,6 +27,9 @@ class FakeTransport:
 
     def close(self) -> None:
         self.closed = True
+
+    def when_writable(self) -> Deferred[None]:
+        return succeed(None)
 
     def frames(self) -> list[Frame]:
         """Everything sent so far, parsed; heart-beats dropped."""

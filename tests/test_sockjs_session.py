@@ -237,3 +237,29 @@ class SessionTests(SynchronousTestCase):
         self.assertEqual(ws.frames[-1], b'c[3000,"Go away!"]')
         self.assertEqual(len(self.registry), 0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class WritableTests(SynchronousTestCase):
+    """``when_writable`` paces bulk sends (a STOMP replay) to the client."""
+
+    setUp = SessionTests.setUp
+    open = SessionTests.open
+
+    def test_writable_at_once_when_nothing_is_queued(self) -> None:
+        session, _ = self.open()
+        self.successResultOf(session.when_writable())
+
+    def test_waits_while_queued_for_the_next_poll_then_fires(self) -> None:
+        session, first = self.open(polling=True)  # the open frame ended this poll
+        session.send(Outbound(b"x"))
+        waiting = session.when_writable()
+        self.assertNoResult(waiting)
+        session.attach(FakeChannel(session, polling=True))
+        self.successResultOf(waiting)
+
+    def test_fires_when_the_session_ends(self) -> None:
+        session, _ = self.open(polling=True)
+        session.send(Outbound(b"x"))
+        waiting = session.when_writable()
+        self.clock.advance(5.1)  # expired: nobody polled
+        self.successResultOf(waiting)

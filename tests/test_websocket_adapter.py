@@ -173,3 +173,27 @@ class WebSocketAdapterTests(TestCase):
             with self.assertRaises(ConnectionError):
                 await second.opened
         return run(go())
+
+    def test_a_resume_larger_than_the_send_buffer_is_paced_not_cut(self) -> Deferred[Any]:
+        """A client back after a long gap replays more than --max-send-buffer
+        of history: the replay waits for the socket instead of overflowing it."""
+        async def go() -> None:
+            svc = await start_service(self, rate_limit=0.0, max_content=3000, redis_retain=2000,
+                                      max_send_buffer=65536)
+            writer = await self.client(svc)
+            writer.send(CONNECT)
+            [connected] = await writer.wait_for_command("CONNECTED")
+            first = None
+            body = json.dumps({"content": "가" * 2500}).encode()  # ~7.5 KB per message
+            for n in range(200):  # ~1.5 MB in all, far over the 64 KiB buffer
+                writer.send(frame("SEND", body, destination="/app/chat.sendMessage", receipt=f"r{n}"))
+            await writer.wait_for_command("RECEIPT", 200, timeout=30)
+            first = (await svc.buffer.recent(201))[0].id  # the writer's JOIN
+            reader = await self.client(svc)
+            reader.send(CONNECT + frame("SUBSCRIBE", id="s", destination="/topic/chat", **{"x_since_id": first}))
+            chats = await reader.wait_for(
+                lambda fs: sum(f.command == "MESSAGE" and b'"CHAT"' in f.body for f in fs) >= 200, timeout=30)
+            self.assertFalse(reader.closed.called)
+            self.assertEqual(sum(f.command == "MESSAGE" and b'"CHAT"' in f.body for f in chats), 200)
+            self.assertTrue(connected)
+        return run(go())

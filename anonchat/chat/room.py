@@ -302,9 +302,12 @@ class ChatRoom:
                         log.warn("replay found the archive short of the trim point {trimmed}", trimmed=trimmed)
                         cursor = trimmed
                         continue
-                if key not in self._replaying:
-                    return
                 for message in page:
+                    # Paced by the socket: a long gap must not overflow the
+                    # client's send buffer and get it cut as too slow.
+                    await session.when_writable()
+                    if key not in self._replaying or session.state is not State.CONNECTED:
+                        return
                     self.chat.send_to(session, subscription, message.id, message.to_json())
                 if page:
                     cursor = read = page[-1].id

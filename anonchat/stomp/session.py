@@ -14,6 +14,7 @@ from enum import Enum
 from typing import Any, Callable, Mapping
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -147,6 +148,10 @@ class StompSession:
         if self.state is State.CONNECTED:
             self._sent = True
             self.transport.send(out)
+
+    def when_writable(self) -> Deferred[None]:
+        """Fires when the carrier has room for more (see IFrameTransport)."""
+        return self.transport.when_writable()
 
     def send_frame(self, data: bytes) -> None:
         """Send bytes built for this session only."""

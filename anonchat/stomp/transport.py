@@ -8,6 +8,7 @@ one it is on.
 from __future__ import annotations
 
 import attrs
+from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
 from anonchat.stomp.outbound import Outbound
@@ -39,6 +40,11 @@ class IFrameTransport(Interface):
 
     def close() -> None:
         """Close once what is queued has been sent. Idempotent."""
+
+    def when_writable() -> Deferred[None]:
+        """Fires once the carrier has room again (at once if it has, and
+        when it closes): lets bulk sends such as a replay keep pace with
+        the client instead of overflowing its send buffer."""
 
 
 class IFrameReceiver(Interface):

@@ -17,6 +17,7 @@ from typing import AbstractSet, Any, Callable
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import PreparedMessage
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -54,6 +55,7 @@ class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     address: str | None = None
     _paused = False
     _backlog = 0
+    _waiting: list[Deferred[None]] | None = None
 
     def onConnect(self, request: ConnectionRequest) -> str | None:
         factory = self.factory
@@ -101,6 +103,7 @@ class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         pass
 
     def onClose(self, wasClean: bool, code: int, reason: str | None) -> None:
+        self._writable()
         receiver, self.receiver = self.receiver, None
         if receiver is not None:
             receiver.connection_lost()
@@ -128,6 +131,20 @@ class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         if self.state == self.STATE_OPEN:
             self.sendClose(1000)
 
+    def when_writable(self) -> Deferred[None]:
+        if not self._paused or self.state != self.STATE_OPEN:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        if self._waiting is None:
+            self._waiting = []
+        self._waiting.append(d)
+        return d
+
+    def _writable(self) -> None:
+        waiting, self._waiting = self._waiting, None
+        for d in waiting or ():
+            d.callback(None)
+
     # -- IPushProducer: the transport tells us when its buffer is full --------
 
     def pauseProducing(self) -> None:
@@ -136,6 +153,7 @@ class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     def resumeProducing(self) -> None:
         self._paused = False
         self._backlog = 0
+        self._writable()
 
     def stopProducing(self) -> None:
         self._paused = True

@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 from typing import Callable, Protocol
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -90,6 +91,7 @@ class SockJSSession:
         self._heartbeat: DelayedCall | None = None
         self._expiry: DelayedCall | None = self._clock.callLater(disconnect_delay, self._expire)
         self._lost = False
+        self._waiting: list[Deferred[None]] = []
         self._lost_call: DelayedCall | None = None
 
     # -- IFrameTransport: what the STOMP session calls
@@ -108,6 +110,20 @@ class SockJSSession:
 
     def close(self) -> None:
         self._close(GO_AWAY, lost_now=False)
+
+    def when_writable(self) -> Deferred[None]:
+        """Room again once what is queued has gone out to a receiving
+        request (the next poll, for polling transports), or the end."""
+        if not self._pending or self.state is State.CLOSED:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def _writable(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
 
     # -- what the transports call
 
@@ -200,6 +216,7 @@ class SockJSSession:
                 self._pending = []
                 self._pending_bytes = 0
                 self._write(channel, frame)
+                self._writable()
                 continue
             if self.state is State.CLOSED:
                 self._detach()
@@ -233,6 +250,7 @@ class SockJSSession:
         self._notify_lost(now=lost_now)
 
     def _overflow(self) -> None:
+        self._writable()
         self._on_close("slow-consumer")
         self._pending = []
         self._pending_bytes = 0
@@ -254,6 +272,7 @@ class SockJSSession:
             self._lost_call = self._clock.callLater(0, self._deliver_lost)
 
     def _deliver_lost(self) -> None:
+        self._writable()
         if self._lost_call is not None and self._lost_call.active():
             self._lost_call.cancel()
         self._lost_call = None

@@ -15,6 +15,7 @@ from typing import Any, cast
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import PreparedMessage
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.web.resource import IResource
@@ -230,6 +231,10 @@ class RawWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
             self._closing = True
             self._drain()
             self.sendClose(code=GO_AWAY[0], reason=GO_AWAY[1])
+
+    def when_writable(self) -> Deferred[None]:
+        # The standalone raw endpoint queues in front of the socket itself.
+        return succeed(None)
 
     def shutdown(self) -> None:
         self.close()
