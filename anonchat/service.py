@@ -64,7 +64,8 @@ class AnonchatService(service.Service):
             from anonchat.store.redis_presence import RedisPresence
             from anonchat.store.redis_relay import RedisRelay
 
-            self.presence = RedisPresence(reactor, settings.redis)
+            self.presence = RedisPresence(reactor, settings.redis, node_ttl=settings.node_ttl,
+                                          beat=settings.node_ttl / 3)
             self.relay = RedisRelay(reactor, settings.redis)
         self.room = ChatRoom(
             self.buffer,

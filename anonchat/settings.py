@@ -48,6 +48,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("batch-size", 500, _positive_int, "messages per flush transaction"),
     Option("redis-retain", 1000, _positive_int, "flushed messages kept in the buffer for recent and x-since-id"),
     Option("claim-idle", 30.0, _positive_float, "seconds before another node reclaims a dead node's batch"),
+    Option("node-ttl", 15.0, _positive_float, "seconds a silent node's users stay online (with Redis; beat = a third)"),
     Option("nickname-prefix", "익명", str, "nicknames are <prefix>-<5 digits>"),
     Option("max-content", 1000, _positive_int, "characters of message content"),
     Option("max-frame", 65536, _positive_int, "bytes of one STOMP frame"),
@@ -80,6 +81,7 @@ class Settings:
     batch_size: int = 500
     redis_retain: int = 1000
     claim_idle: float = 30.0
+    node_ttl: float = 15.0
     nickname_prefix: str = "익명"
     max_content: int = 1000
     max_frame: int = 65536

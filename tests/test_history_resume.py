@@ -50,7 +50,7 @@ reactor: Any = _reactor
 
 MARKER = "anonchat:trimmed"  # the newest id Redis trimmed away (redis_buffer.py)
 #: RedisPresence defaults (anonchat/store/redis_presence.py), not options
-NODE_TTL, BEAT = 15.0, 5.0
+NODE_TTL, BEAT = 3.0, 1.0  # --node-ttl 3 (the beat is a third of it)
 #: resumers started from the newest id under traffic, one every 20 ms
 TIP_RESUMERS = 25
 
@@ -512,8 +512,8 @@ class ClusterUsersTests(unittest.TestCase):
 
     async def test_users_of_a_killed_node_leave_once_within_ttl_and_beat(self) -> None:
         redis_url = await cluster_redis(self)
-        a = ServerProcess(self, "--redis", redis_url, name="node-a")
-        b = ServerProcess(self, "--redis", redis_url, name="node-b")
+        a = ServerProcess(self, "--redis", redis_url, "--node-ttl", str(NODE_TTL), name="node-a")
+        b = ServerProcess(self, "--redis", redis_url, "--node-ttl", str(NODE_TTL), name="node-b")
         await start_all(a, b)
         made = chatters(self)
         on_a = [Chatter(a, "a1"), Chatter(a, "a2")]
