@@ -18,18 +18,35 @@ def _csv(value: str) -> frozenset[str] | None:
     return items or None
 
 
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError(f"{value} is negative")
-    return number
+def _at_least(kind: Callable[[str], float], zero_allowed: bool) -> Callable[[str], Any]:
+    def parse(value: str) -> Any:
+        number = kind(value)
+        if number < 0 or (number == 0 and not zero_allowed):
+            raise ValueError(f"{value} must be {'zero or more' if zero_allowed else 'more than zero'}")
+        return number
+
+    return parse
 
 
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise ValueError(f"{value} is negative")
-    return number
+def _redis_url(value: str) -> str:
+    from anonchat.store.redis_connection import parse_redis_url
+
+    parse_redis_url(value)
+    return value
+
+
+def _database_url(value: str) -> str:
+    from anonchat.store.sql_archive import connection_settings
+
+    connection_settings(value)
+    return value
+
+
+#: Zero means "off" (or "none kept") for these; the others must be positive.
+_count = _at_least(int, zero_allowed=True)
+_number = _at_least(float, zero_allowed=True)
+_positive_count = _at_least(int, zero_allowed=False)
+_positive_number = _at_least(float, zero_allowed=False)
 
 
 @attrs.frozen
@@ -42,28 +59,28 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("port", "tcp:8080", str, "Twisted server endpoint to listen on (ssl: for TLS)"),
-    Option("redis", None, str, "redis://[:password@]host:port/db or rediss://; default: in-process buffer"),
-    Option("database", "sqlite:///anonchat.sqlite3", str, "sqlite:///path or mysql://user:password@host:port/db"),
-    Option("flush-interval", 1.0, _positive_float, "seconds between flushes to the database"),
-    Option("batch-size", 500, _positive_int, "messages per flush transaction"),
-    Option("redis-retain", 1000, _positive_int, "flushed messages kept in the buffer for recent and x-since-id"),
-    Option("claim-idle", 30.0, _positive_float, "seconds before another node reclaims a dead node's batch"),
-    Option("node-ttl", 15.0, _positive_float, "seconds a silent node's users stay online (with Redis; beat = a third)"),
+    Option("redis", None, _redis_url, "redis://[:password@]host:port/db or rediss://; default: in-process buffer"),
+    Option("database", "sqlite:///anonchat.sqlite3", _database_url, "sqlite:///path or mysql://user:password@host:port/db"),
+    Option("flush-interval", 1.0, _positive_number, "seconds between flushes to the database"),
+    Option("batch-size", 500, _positive_count, "messages per flush transaction"),
+    Option("redis-retain", 1000, _count, "flushed messages kept in the buffer for recent and x-since-id"),
+    Option("claim-idle", 30.0, _number, "seconds before another node reclaims a dead node's batch"),
+    Option("node-ttl", 15.0, _positive_number, "seconds a silent node's users stay online (with Redis; beat = a third)"),
     Option("nickname-prefix", "익명", str, "nicknames are <prefix>-<5 digits>"),
-    Option("max-content", 1000, _positive_int, "characters of message content"),
-    Option("max-frame", 65536, _positive_int, "bytes of one STOMP frame"),
-    Option("max-headers", 100, _positive_int, "headers in one STOMP frame"),
-    Option("max-header-length", 8192, _positive_int, "bytes of one STOMP header line"),
-    Option("max-subscriptions", 100, _positive_int, "subscriptions per connection"),
-    Option("connect-timeout", 10.0, _positive_float, "seconds a connection may take to send CONNECT"),
-    Option("heartbeat", 10000, _positive_int, "heart-beat interval the server offers, in milliseconds"),
-    Option("rate-limit", 20.0, _positive_float, "messages per second per connection, 0 = off (burst = twice)"),
-    Option("max-send-buffer", 524288, _positive_int, "unsent bytes per client before it is disconnected as too slow"),
+    Option("max-content", 1000, _positive_count, "characters of message content"),
+    Option("max-frame", 65536, _positive_count, "bytes of one STOMP frame"),
+    Option("max-headers", 100, _positive_count, "headers in one STOMP frame"),
+    Option("max-header-length", 8192, _positive_count, "bytes of one STOMP header line"),
+    Option("max-subscriptions", 100, _positive_count, "subscriptions per connection"),
+    Option("connect-timeout", 10.0, _positive_number, "seconds a connection may take to send CONNECT"),
+    Option("heartbeat", 10000, _count, "heart-beat interval the server offers, in milliseconds"),
+    Option("rate-limit", 20.0, _number, "messages per second per connection, 0 = off (burst = twice)"),
+    Option("max-send-buffer", 524288, _positive_count, "unsent bytes per client before it is disconnected as too slow"),
     Option("allowed-origins", None, _csv, "comma-separated origins for WebSocket, SockJS and CORS (default: any)"),
-    Option("max-connections-per-ip", 0, _positive_int, "open connections per client address, 0 = off"),
+    Option("max-connections-per-ip", 0, _count, "open connections per client address, 0 = off"),
     Option("trusted-proxies", None, _csv, "comma-separated proxy addresses whose X-Forwarded-For is believed"),
-    Option("sockjs-heartbeat", 25.0, _positive_float, "seconds between SockJS heartbeat frames"),
-    Option("sockjs-disconnect-delay", 5.0, _positive_float, "seconds before a vanished SockJS polling client is gone"),
+    Option("sockjs-heartbeat", 25.0, _positive_number, "seconds between SockJS heartbeat frames"),
+    Option("sockjs-disconnect-delay", 5.0, _positive_number, "seconds before a vanished SockJS polling client is gone"),
     Option("config", None, str, "an ini file with an [anonchat] section (example: etc/anonchat.ini)"),
 )
 

@@ -77,3 +77,25 @@ class TwistdOptionsTests(SynchronousTestCase):
     def test_bad_value_is_a_usage_error(self) -> None:
         with self.assertRaises(usage.UsageError):
             Options().parseOptions(["--max-frame", "big"])
+
+
+class BadValueTests(SynchronousTestCase):
+    """A value the server cannot run with is a usage error, never a traceback at start."""
+
+    def test_zero_where_zero_cannot_work_is_refused(self) -> None:
+        for option in ["flush-interval", "batch-size", "node-ttl", "max-frame", "max-content", "connect-timeout",
+                       "max-send-buffer", "sockjs-heartbeat", "sockjs-disconnect-delay", "max-subscriptions"]:
+            with self.assertRaisesRegex(SettingsError, f"--{option}: 0 must be more than zero"):
+                resolve({option: "0"}, {})
+
+    def test_zero_means_off_where_the_contract_says_so(self) -> None:
+        s = resolve({"rate-limit": "0", "max-connections-per-ip": "0", "heartbeat": "0", "redis-retain": "0"}, {})
+        self.assertEqual((s.rate_limit, s.max_connections_per_ip, s.heartbeat, s.redis_retain), (0.0, 0, 0, 0))
+
+    def test_urls_are_checked_when_parsed(self) -> None:
+        with self.assertRaisesRegex(SettingsError, "--redis"):
+            resolve({"redis": "http://127.0.0.1:6379"}, {})
+        with self.assertRaisesRegex(SettingsError, "--database"):
+            resolve({"database": "postgres://x/y"}, {})
+        s = resolve({"redis": "rediss://127.0.0.1:6380/2", "database": "mysql://u:p@127.0.0.1:3306/db"}, {})
+        self.assertEqual(s.redis, "rediss://127.0.0.1:6380/2")
