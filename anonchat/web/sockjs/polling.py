@@ -8,6 +8,7 @@ disconnect delay). Send bodies are bounded by ``max_message_size``.
 from __future__ import annotations
 
 import re
+from typing import Callable
 from urllib.parse import parse_qs
 
 from twisted.web.server import Request
@@ -94,26 +95,33 @@ def _deliver(endpoint: Endpoint, request: Request, session_id: str, payload: byt
     return ok
 
 
-def xhr_send(endpoint: Endpoint, request: Request, session_id: str) -> bytes:
+def _send(endpoint: Endpoint, request: Request, session_id: str, ok: bytes,
+          payload_of: Callable[[Request, bytes], bytes | str | None]) -> bytes:
     responses.set_cors(request, endpoint.options)  # errors too, so a browser sees them as errors, not CORS failures
     body = _read_body(endpoint, request)
     if body is None:
         return responses.error(request, 413, "Payload too large.")
-    return _deliver(endpoint, request, session_id, body, b"")
+    payload = payload_of(request, body)
+    if payload is None:
+        return responses.error(request, 500, "Broken JSON encoding.")
+    return _deliver(endpoint, request, session_id, payload, ok)
+
+
+def xhr_send(endpoint: Endpoint, request: Request, session_id: str) -> bytes:
+    return _send(endpoint, request, session_id, b"", lambda request, body: body)
+
+
+def _jsonp_payload(request: Request, body: bytes) -> bytes | str | None:
+    """Form-encoded ``d=`` (what the browser's hidden form posts) or a raw body."""
+    content_type = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+    if content_type != b"application/x-www-form-urlencoded":
+        return body
+    try:
+        form = parse_qs(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return (form.get("d") or [""])[0]
 
 
 def jsonp_send(endpoint: Endpoint, request: Request, session_id: str) -> bytes:
-    """Form-encoded ``d=`` (what the browser's hidden form posts) or a raw body."""
-    responses.set_cors(request, endpoint.options)
-    body = _read_body(endpoint, request)
-    if body is None:
-        return responses.error(request, 413, "Payload too large.")
-    payload: bytes | str = body
-    content_type = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
-    if content_type == b"application/x-www-form-urlencoded":
-        try:
-            form = parse_qs(body.decode("utf-8"), keep_blank_values=True, errors="strict")
-        except (UnicodeDecodeError, ValueError):
-            return responses.error(request, 500, "Broken JSON encoding.")
-        payload = (form.get("d") or [""])[0]
-    return _deliver(endpoint, request, session_id, payload, b"ok")
+    return _send(endpoint, request, session_id, b"ok", _jsonp_payload)
