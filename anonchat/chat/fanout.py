@@ -62,5 +62,10 @@ class Topic:
         return self._count * len(messages)
 
     def send_to(self, session: StompSession, subscription: str, message_id: str, body: bytes) -> None:
-        """One message to one subscription only (replays, private replies)."""
-        session.send_frame(message_frame(self.destination, subscription, message_id, body, session.version))
+        """One message to one subscription only (replays, the list on subscribe)."""
+        send_one(session, self.destination, subscription, message_id, body)
+
+
+def send_one(session: StompSession, destination: str, subscription: str, message_id: str, body: bytes) -> None:
+    """One MESSAGE built for one session (replays, private replies)."""
+    session.send_frame(message_frame(destination, subscription, message_id, body, session.version))

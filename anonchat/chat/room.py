@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from anonchat.chat.fanout import Topic
+from anonchat.chat.fanout import Topic, send_one
 from anonchat.chat.message import ChatMessage, MessageType, id_key, iso_timestamp
 from anonchat.chat.nicknames import claim_nickname
 from anonchat.chat.payload import ApplicationError, parse_chat_content, parse_typing
@@ -344,10 +344,7 @@ class ChatRoom:
             return
         body = error.to_json()
         for subscription in user.error_subscriptions:
-            self._direct(session, ERRORS_QUEUE, subscription, body)
-
-    def _direct(self, session: StompSession, destination: str, subscription: str, body: bytes) -> None:
-        Topic(destination).send_to(session, subscription, self._event_id(), body)
+            send_one(session, ERRORS_QUEUE, subscription, self._event_id(), body)
 
     def _event_id(self) -> str:
         return f"{self._event_prefix}-{next(self._event_ids)}"
