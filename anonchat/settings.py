@@ -89,32 +89,36 @@ def attribute(name: str) -> str:
     return name.replace("-", "_")
 
 
+#: Defaults live in OPTIONS only; Settings adds the types.
+_DEFAULTS: dict[str, Any] = {attribute(option.name): option.default for option in OPTIONS}
+
+
 @attrs.frozen
 class Settings:
-    port: str = "tcp:8080"
-    redis: str | None = None
-    database: str = "sqlite:///anonchat.sqlite3"
-    flush_interval: float = 1.0
-    batch_size: int = 500
-    redis_retain: int = 1000
-    claim_idle: float = 30.0
-    node_ttl: float = 15.0
-    nickname_prefix: str = "익명"
-    max_content: int = 1000
-    max_frame: int = 65536
-    max_headers: int = 100
-    max_header_length: int = 8192
-    max_subscriptions: int = 100
-    connect_timeout: float = 10.0
-    heartbeat: int = 10000
-    rate_limit: float = 20.0
-    max_send_buffer: int = 524288
-    allowed_origins: frozenset[str] | None = None
-    max_connections_per_ip: int = 0
-    trusted_proxies: frozenset[str] | None = None
-    sockjs_heartbeat: float = 25.0
-    sockjs_disconnect_delay: float = 5.0
-    config: str | None = None
+    port: str = _DEFAULTS["port"]
+    redis: str | None = _DEFAULTS["redis"]
+    database: str = _DEFAULTS["database"]
+    flush_interval: float = _DEFAULTS["flush_interval"]
+    batch_size: int = _DEFAULTS["batch_size"]
+    redis_retain: int = _DEFAULTS["redis_retain"]
+    claim_idle: float = _DEFAULTS["claim_idle"]
+    node_ttl: float = _DEFAULTS["node_ttl"]
+    nickname_prefix: str = _DEFAULTS["nickname_prefix"]
+    max_content: int = _DEFAULTS["max_content"]
+    max_frame: int = _DEFAULTS["max_frame"]
+    max_headers: int = _DEFAULTS["max_headers"]
+    max_header_length: int = _DEFAULTS["max_header_length"]
+    max_subscriptions: int = _DEFAULTS["max_subscriptions"]
+    connect_timeout: float = _DEFAULTS["connect_timeout"]
+    heartbeat: int = _DEFAULTS["heartbeat"]
+    rate_limit: float = _DEFAULTS["rate_limit"]
+    max_send_buffer: int = _DEFAULTS["max_send_buffer"]
+    allowed_origins: frozenset[str] | None = _DEFAULTS["allowed_origins"]
+    max_connections_per_ip: int = _DEFAULTS["max_connections_per_ip"]
+    trusted_proxies: frozenset[str] | None = _DEFAULTS["trusted_proxies"]
+    sockjs_heartbeat: float = _DEFAULTS["sockjs_heartbeat"]
+    sockjs_disconnect_delay: float = _DEFAULTS["sockjs_disconnect_delay"]
+    config: str | None = _DEFAULTS["config"]
 
 
 class SettingsError(ValueError):
