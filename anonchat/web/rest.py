@@ -20,6 +20,7 @@ from anonchat.chat.message import ChatMessage, iso_timestamp
 from anonchat.chat.message import id_key
 from anonchat.chat.presence import IPresence
 from anonchat.store.interfaces import IMessageArchive, IMessageBuffer
+from anonchat.web.origins import origin_allowed
 
 log = Logger()
 
@@ -75,7 +76,7 @@ class CorsPolicy:
         self.allowed = allowed
 
     def permits(self, origin: str | None) -> bool:
-        return self.allowed is None or origin is None or origin in self.allowed
+        return origin_allowed(self.allowed, origin)
 
     def apply(self, request: Request) -> None:
         origin = request.getHeader("origin")

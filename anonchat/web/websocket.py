@@ -26,6 +26,7 @@ from anonchat.stomp.outbound import Outbound
 from anonchat.stomp.transport import ClientInfo, IFrameReceiver, IFrameTransport
 from anonchat.web.clientaddress import client_address
 from anonchat.web.connlimit import ConnectionLimiter
+from anonchat.web.origins import origin_allowed
 
 log = Logger()
 
@@ -60,7 +61,7 @@ class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     def onConnect(self, request: ConnectionRequest) -> str | None:
         factory = self.factory
         origin = request.headers.get("origin")
-        if factory.allowed_origins is not None and origin is not None and origin not in factory.allowed_origins:
+        if not origin_allowed(factory.allowed_origins, origin):
             factory.count_refusal("bad-origin")
             raise ConnectionDeny(403, "origin not allowed")
         forwarded = request.headers.get("x-forwarded-for")

@@ -12,6 +12,7 @@ import re
 from twisted.web.http import datetimeToString
 from twisted.web.server import Request
 
+from anonchat.web.origins import origin_allowed as listed_origin
 from anonchat.web.sockjs.hints import Clock
 from anonchat.web.sockjs.options import SockJSOptions
 
@@ -29,10 +30,8 @@ _COOKIE_VALUE = re.compile(rb"^[A-Za-z0-9._~-]{1,128}$")
 
 def origin_allowed(request: Request, options: SockJSOptions) -> bool:
     """Whether this request's ``Origin`` (if any) may use the endpoint."""
-    if options.allowed_origins is None:
-        return True
     origin = request.getHeader(b"origin")
-    return origin is None or origin.decode("latin-1") in options.allowed_origins
+    return listed_origin(options.allowed_origins, None if origin is None else origin.decode("latin-1"))
 
 
 def set_cors(request: Request, options: SockJSOptions) -> None:
