@@ -8,12 +8,6 @@ free port, without persistence, and kill it in cleanup.
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
 from typing import Any, Callable
 
 import txredisapi
@@ -26,10 +20,11 @@ from anonchat.chat.message import ChatMessage, id_key
 from anonchat.store.interfaces import BufferUnavailable
 from anonchat.store.redis_buffer import RedisAddress, RedisStreamBuffer, parse_redis_url
 from tests.buffer_contract import Recorder, SharedBufferContractMixin, _TestCase, chat
+from tests.privateredis import PrivateRedis
+from tests.serverprocess import free_port
 from tests.services import require_redis
 
 reactor: Any = _reactor
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 async def sleep(seconds: float) -> None:
@@ -218,73 +213,9 @@ class RedisStreamBufferTests(RedisTestMixin, unittest.TestCase):
         return [m for _ok, m in results]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class PrivateRedis:
-    """A throwaway redis-server on a free port, without persistence."""
-
-    def __init__(self, *extra: str) -> None:
-        self.port = free_port()
-        self.directory = tempfile.mkdtemp(prefix="anonchat-redis-")
-        self.extra = extra
-        self.process: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> None:
-        self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.directory, *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        if not await poll(self._accepting, timeout=5):
-            raise RuntimeError("private redis-server did not start")
-
-    def _accepting(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return True
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-
-    def crash(self) -> None:
-        """SIGKILL as it is, paused or not: what it had not answered never is."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait()
-        self.process = None
-
-    def pause(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-
-    def cleanup(self) -> None:
-        self.kill()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
 class RedisFailureTests(RedisTestMixin, unittest.TestCase):
-    def setUp(self) -> None:
-        if not os.path.exists(REDIS_SERVER):
-            raise unittest.SkipTest("no redis-server binary for a private instance")
-
     async def private(self, *extra: str) -> PrivateRedis:
-        server = PrivateRedis(*extra)
-        self.addCleanup(server.cleanup)
+        server = PrivateRedis(self, *extra)
         await server.start()
         return server
 

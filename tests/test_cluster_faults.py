@@ -19,11 +19,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
 from collections import Counter
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -39,7 +34,8 @@ from twisted.trial import unittest
 from anonchat.chat.message import id_key
 from anonchat.store.redis_connection import parse_redis_url
 from tests.faultproxy import FaultProxy
-from tests.serverprocess import ServerProcess, free_port
+from tests.privateredis import PrivateRedis
+from tests.serverprocess import ServerProcess
 from tests.services import require_redis
 from tests.stompfakes import frame
 from tests.test_archive_mysql import prepare_mysql, query_mysql
@@ -48,7 +44,6 @@ from tests.wsclient import WsClient
 reactor: Any = _reactor
 log = Logger(namespace="anonchat.tests.faults")
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 SHARED_REDIS_VAR = "ANONCHAT_TEST_FAULTS_SHARED_REDIS"
 STREAM = "anonchat:messages"
 GROUP = "archiver"
@@ -272,7 +267,7 @@ async def cluster_redis(test: unittest.TestCase) -> str:
     by other suites' setUp too (``test_buffer_redis``, ``tox`` runs), which
     wiped the stream under a running node here; a private one cannot be.
     ``ANONCHAT_TEST_FAULTS_SHARED_REDIS=1`` asks for the shared db anyway."""
-    if os.path.exists(REDIS_SERVER) and os.environ.get(SHARED_REDIS_VAR, "") != "1":
+    if os.environ.get(SHARED_REDIS_VAR, "") != "1":
         server = PrivateRedis(test)
         await server.start()
         return server.url
@@ -291,48 +286,6 @@ async def pending(redis: Any) -> dict[str, int]:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-class PrivateRedis:
-    """A ``redis-server`` of our own on a free port, in a temporary directory
-    that outlives a restart: ``kill()`` (SIGKILL) then ``start()`` again brings
-    it back on the same port with whatever it had persisted there."""
-
-    def __init__(self, test: unittest.TestCase, *extra: str) -> None:
-        if not os.path.exists(REDIS_SERVER):
-            raise unittest.SkipTest("no redis-server binary for a private instance")
-        self.port = free_port()
-        self.directory = tempfile.mkdtemp(prefix="anonchat-faults-redis-")
-        self.extra = extra
-        self.process: subprocess.Popen[bytes] | None = None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        test.addCleanup(self.cleanup)
-
-    async def start(self) -> None:
-        self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--dir", self.directory, *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        await until(self._ready, 10, "the private redis-server to answer PING", step=0.05)
-
-    def _ready(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
-        self.process = None
-
-    def cleanup(self) -> None:
-        self.kill()
-        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 async def users_of(server: ServerProcess) -> set[str]:

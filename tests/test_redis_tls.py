@@ -7,7 +7,6 @@ import datetime
 import ipaddress
 import os
 import shutil
-import subprocess
 import tempfile
 
 from cryptography import x509
@@ -20,7 +19,8 @@ from twisted.trial import unittest
 from anonchat.store.interfaces import BufferUnavailable
 from anonchat.store.redis_buffer import RedisStreamBuffer, parse_redis_url
 from tests.buffer_contract import Recorder, chat
-from tests.test_buffer_redis import REDIS_SERVER, free_port, poll
+from tests.privateredis import PrivateRedis
+from tests.test_buffer_redis import poll
 
 
 def _name(common: str) -> x509.Name:
@@ -59,28 +59,15 @@ class RedisTlsTests(unittest.TestCase):
     timeout = 30
 
     async def setUp(self) -> None:  # type: ignore[override]
-        if not os.path.exists(REDIS_SERVER):
-            raise unittest.SkipTest("no redis-server binary for a private TLS server")
-        self.directory = tempfile.mkdtemp(prefix="anonchat-redis-tls-")
+        self.directory = tempfile.mkdtemp(prefix="anonchat-redis-pki-")
         self.addCleanup(shutil.rmtree, self.directory, True)
         make_pki(self.directory)
-        self.port = free_port()
         path = self.directory
-        process = subprocess.Popen(
-            [REDIS_SERVER, "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1",
-             "--tls-cert-file", f"{path}/server.pem", "--tls-key-file", f"{path}/server.key",
-             "--tls-ca-cert-file", f"{path}/ca.pem", "--tls-auth-clients", "no",
-             "--save", "", "--appendonly", "no", "--dir", path],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-
-        def stop() -> None:
-            process.kill()
-            process.wait()
-
-        self.addCleanup(stop)
-        if not await poll(lambda: _accepting(self.port), timeout=5):
-            raise unittest.SkipTest("this redis-server was built without TLS")
+        server = PrivateRedis(self, "--tls-cert-file", f"{path}/server.pem", "--tls-key-file", f"{path}/server.key",
+                              "--tls-ca-cert-file", f"{path}/ca.pem", "--tls-auth-clients", "no", tls=True)
+        # Debian's redis-server is built with TLS; one that is not refuses these options and exits.
+        await server.start()
+        self.port = server.port
 
     async def test_appends_and_feed_over_tls_with_a_trusted_ca(self) -> None:
         url = f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.directory}/ca.pem"
@@ -106,12 +93,3 @@ class RedisTlsTests(unittest.TestCase):
         await buffer.stop()
         self.assertIn("Redis start failed", str(refused.exception))
 
-
-def _accepting(port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
