@@ -9,7 +9,9 @@ variable, unless ``ANONCHAT_TEST_REQUIRE_SERVICES=1`` (CI), which fails it.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 from twisted.trial.unittest import SkipTest
@@ -43,13 +45,31 @@ def _reachable(url: str, default_port: int) -> bool:
         return False
 
 
+def unavailable(problem: str) -> NoReturn:
+    """Skip for a missing server or tool; fail instead under the CI variable."""
+    if services_required():
+        raise AssertionError(f"{problem} and {REQUIRE_VAR}=1")
+    raise SkipTest(problem)
+
+
 def _require(url: str, default_port: int, variable: str) -> str:
     if _reachable(url, default_port):
         return url
-    message = f"no server at {variable}={url}"
-    if services_required():
-        raise AssertionError(message + f" and {REQUIRE_VAR}=1")
-    raise SkipTest(message)
+    unavailable(f"no server at {variable}={url}")
+
+
+E2E_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "e2e")
+
+
+def require_node(*packages: str) -> str:
+    """``node``, with these npm packages installed in tests/e2e."""
+    node = shutil.which("node")
+    if node is None:
+        unavailable("no `node` on PATH")
+    for package in packages:
+        if not os.path.isdir(os.path.join(E2E_DIR, "node_modules", package)):
+            unavailable(f"tests/e2e/node_modules/{package} is missing; run `npm ci` in tests/e2e")
+    return node
 
 
 def require_redis() -> str:

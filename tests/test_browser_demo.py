@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from typing import Any
 
 from twisted.internet import reactor
@@ -34,12 +33,11 @@ from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
-from tests.serverprocess import REPO, ServerProcess
-from tests.services import REQUIRE_VAR, services_required
+from tests.serverprocess import ServerProcess
+from tests.services import E2E_DIR, require_node, unavailable
 
-E2E_DIR = os.path.join(REPO, "tests", "e2e")
 DRIVER = os.path.join(E2E_DIR, "browser_demo.js")
 CHROMIUM_VAR = "ANONCHAT_TEST_CHROMIUM"
 SCREENSHOT_VAR = "ANONCHAT_TEST_SCREENSHOT"
@@ -48,27 +46,12 @@ DRIVER_TIMEOUT = 75.0
 log = Logger()
 
 
-def _missing_or_skip(problem: str | None) -> None:
-    if problem is None:
-        return
-    if services_required():
-        raise AssertionError(problem + f" and {REQUIRE_VAR}=1")
-    raise SkipTest(problem)
-
-
 def browser_tools() -> tuple[str, str]:
     """(node, chromium), or skip (fail under ``ANONCHAT_TEST_REQUIRE_SERVICES=1``)."""
-    node = shutil.which("node")
+    node = require_node("playwright-core")
     chromium = os.environ.get(CHROMIUM_VAR) or "/usr/bin/chromium"
-    problem = None
-    if node is None:
-        problem = "no `node` on PATH"
-    elif not os.path.isdir(os.path.join(E2E_DIR, "node_modules", "playwright-core")):
-        problem = "tests/e2e/node_modules/playwright-core is missing; run `npm ci` in tests/e2e"
-    elif not os.access(chromium, os.X_OK):
-        problem = f"no Chromium at {CHROMIUM_VAR}={chromium} (Debian: apt-get install chromium)"
-    _missing_or_skip(problem)
-    assert node is not None
+    if not os.access(chromium, os.X_OK):
+        unavailable(f"no Chromium at {CHROMIUM_VAR}={chromium} (Debian: apt-get install chromium)")
     return node, chromium
 
 

@@ -17,16 +17,14 @@ The driver is ``tests/e2e/stomp_client.js`` (its ``connect`` step with
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
-from twisted.trial.unittest import SkipTest
 
 from tests.serverprocess import ServerProcess
-from tests.services import REQUIRE_VAR, services_required
-from tests.test_e2e_stompjs import CHAT, E2E_DIR, ERRORS, SEND, Events, StompJsTestCase, body, id_key
+from tests.services import require_node
+from tests.test_e2e_stompjs import CHAT, ERRORS, SEND, Events, StompJsTestCase, body, id_key
 
 #: Seconds a SockJS session outlives its last receiving request.
 DISCONNECT_DELAY = 1.0
@@ -53,12 +51,7 @@ BAD_BODIES = ["this is not json", body(""), body("x" * 1001)]
 
 
 def _sockjs_node() -> None:
-    if os.path.isdir(os.path.join(E2E_DIR, "node_modules", "sockjs-client")):
-        return
-    problem = "tests/e2e/node_modules/sockjs-client is missing; run `npm ci` in tests/e2e"
-    if services_required():
-        raise AssertionError(problem + f" and {REQUIRE_VAR}=1")
-    raise SkipTest(problem)
+    require_node("sockjs-client")
 
 
 class _SockJSChat:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, cast
@@ -27,12 +26,11 @@ from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
-from tests.serverprocess import REPO, ServerProcess
-from tests.services import REQUIRE_VAR, services_required
+from tests.serverprocess import ServerProcess
+from tests.services import E2E_DIR, require_node
 
-E2E_DIR = os.path.join(REPO, "tests", "e2e")
 DRIVER = os.path.join(E2E_DIR, "stomp_client.js")
 CHAT = "/topic/chat"
 ERRORS = "/user/queue/errors"
@@ -46,20 +44,7 @@ MESSAGE_KEYS = {"id", "type", "sender", "content", "timestamp"}
 
 def node_executable() -> str:
     """``node``, or skip (fail under ``ANONCHAT_TEST_REQUIRE_SERVICES=1``)."""
-    node = shutil.which("node")
-    problem = None
-    if node is None:
-        problem = "no `node` on PATH"
-    elif not os.path.isdir(os.path.join(E2E_DIR, "node_modules", "@stomp", "stompjs")) or not os.path.isdir(
-        os.path.join(E2E_DIR, "node_modules", "ws")
-    ):
-        problem = "tests/e2e/node_modules is missing; run `npm ci` in tests/e2e"
-    if problem is None:
-        assert node is not None
-        return node
-    if services_required():
-        raise AssertionError(problem + f" and {REQUIRE_VAR}=1")
-    raise SkipTest(problem)
+    return require_node("@stomp/stompjs", "ws")
 
 
 def body(text: str) -> str:

@@ -8,23 +8,21 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.internet.utils import getProcessOutputAndValue
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from anonchat.web.sockjs import SockJSOptions, SockJSResource
-from tests.services import REQUIRE_VAR, services_required
+from tests.services import E2E_DIR, require_node
 from tests.sockjs_support import RecorderFactory
 
-E2E_DIR = Path(__file__).parent / "e2e"
-SCRIPT = E2E_DIR / "sockjs_echo_client.js"
+SCRIPT = Path(E2E_DIR) / "sockjs_echo_client.js"
 
 MESSAGES = [
     "hello",
@@ -36,18 +34,7 @@ MESSAGES = [
 
 
 def _node() -> str:
-    node = shutil.which("node")
-    missing = None
-    if node is None:
-        missing = "node is not on PATH"
-    elif not (E2E_DIR / "node_modules" / "sockjs-client").is_dir():
-        missing = "tests/e2e/node_modules is missing (run `npm ci` in tests/e2e)"
-    if missing is not None:
-        if services_required():
-            raise AssertionError(f"{missing} and {REQUIRE_VAR}=1")
-        raise SkipTest(missing)
-    assert node is not None
-    return node
+    return require_node("sockjs-client")
 
 
 class SockJSClientTests(TestCase):
