@@ -26,15 +26,15 @@ from twisted.python.failure import Failure
 
 
 from anonchat.chat.message import ChatMessage
-from anonchat.chat.presence import InMemoryPresence, IPresence
-from anonchat.chat.relay import IRelay, LocalRelay
+from anonchat.chat.ports import ArchiveUnavailable, IMessageArchive, IMessageBuffer, IPresence, IRelay
+from anonchat.chat.presence import InMemoryPresence
+from anonchat.chat.relay import LocalRelay
 from anonchat.chat.room import ChatRoom, RoomConfig
 from anonchat.metrics import Metrics, counter, gauge
 from anonchat.settings import Settings
 from anonchat.stomp.session import SessionLimits, StompSession
 from anonchat.stomp.transport import ClientInfo, IFrameReceiver, IFrameTransport
 from anonchat.store.flusher import Flusher
-from anonchat.store.interfaces import ArchiveUnavailable, IMessageArchive, IMessageBuffer
 from anonchat.store.memory import InMemoryBuffer
 from anonchat.store.sql_archive import SqlArchive
 from anonchat.web.connlimit import ConnectionLimiter

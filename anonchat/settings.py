@@ -81,6 +81,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("trusted-proxies", None, _csv, "comma-separated proxy addresses whose X-Forwarded-For is believed"),
     Option("sockjs-heartbeat", 25.0, _positive_number, "seconds between SockJS heartbeat frames"),
     Option("sockjs-disconnect-delay", 5.0, _positive_number, "seconds before a vanished SockJS polling client is gone"),
+    Option("frame-rate", 100.0, _number, "client frames per second per connection, 0 = off (burst = twice)"),
+    Option("max-pending-sends", 100, _positive_count, "SENDs per connection waiting for the buffer before reading stops"),
+    Option("max-request-body", 1048576, _positive_count, "bytes of one HTTP request body (SockJS sends, REST)"),
+    Option("api-rate", 20.0, _number, "REST requests per second per client address, 0 = off (burst = twice)"),
+    Option("max-replay", 1000, _positive_count, "messages one x-since-id replay delivers at most"),
+    Option("history-readers", 4, _positive_count, "concurrent history reads (REST pages, replays) on their own pool"),
+    Option("ws-ping-interval", 30.0, _number, "seconds between WebSocket pings when STOMP heart-beats are off, 0 = never"),
+    Option("ws-ping-timeout", 10.0, _positive_number, "seconds a WebSocket peer has to answer a ping"),
+    Option("start-timeout", 30.0, _positive_number, "seconds to reach Redis and the database at start"),
+    Option("log-format", "text", str, "text or json"),
     Option("config", None, str, "an ini file with an [anonchat] section (example: etc/anonchat.ini)"),
 )
 
@@ -118,6 +128,16 @@ class Settings:
     trusted_proxies: frozenset[str] | None = _DEFAULTS["trusted_proxies"]
     sockjs_heartbeat: float = _DEFAULTS["sockjs_heartbeat"]
     sockjs_disconnect_delay: float = _DEFAULTS["sockjs_disconnect_delay"]
+    frame_rate: float = _DEFAULTS["frame_rate"]
+    max_pending_sends: int = _DEFAULTS["max_pending_sends"]
+    max_request_body: int = _DEFAULTS["max_request_body"]
+    api_rate: float = _DEFAULTS["api_rate"]
+    max_replay: int = _DEFAULTS["max_replay"]
+    history_readers: int = _DEFAULTS["history_readers"]
+    ws_ping_interval: float = _DEFAULTS["ws_ping_interval"]
+    ws_ping_timeout: float = _DEFAULTS["ws_ping_timeout"]
+    start_timeout: float = _DEFAULTS["start_timeout"]
+    log_format: str = _DEFAULTS["log_format"]
     config: str | None = _DEFAULTS["config"]
 
 

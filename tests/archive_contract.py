@@ -18,7 +18,7 @@ from twisted.trial.unittest import SkipTest
 from zope.interface.verify import verifyObject
 
 from anonchat.chat.message import ChatMessage, MessageType, id_key
-from anonchat.store.interfaces import ArchiveUnavailable, IMessageArchive
+from anonchat.chat.ports import ArchiveUnavailable, IMessageArchive
 from tests.samples import UNICODE_CONTENTS
 
 BASE_MS = 1_732_430_000_000

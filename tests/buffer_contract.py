@@ -15,7 +15,7 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from anonchat.chat.message import ChatMessage, MessageType, id_key
-from anonchat.store.interfaces import BufferUnavailable, IMessageBuffer
+from anonchat.chat.ports import BufferUnavailable, IMessageBuffer
 from tests.samples import UNICODE_CONTENTS
 
 

@@ -7,7 +7,7 @@ import sqlite3
 
 from twisted.trial import unittest
 
-from anonchat.store.interfaces import ArchiveUnavailable
+from anonchat.chat.ports import ArchiveUnavailable
 from anonchat.store.sql_archive import SqlArchive, connection_settings
 from tests.archive_contract import BASE_MS, SqlArchiveContractMixin, message, sequence
 

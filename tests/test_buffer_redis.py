@@ -17,7 +17,7 @@ from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from anonchat.chat.message import ChatMessage, id_key
-from anonchat.store.interfaces import BufferUnavailable
+from anonchat.chat.ports import BufferUnavailable
 from anonchat.store.redis_buffer import RedisAddress, RedisStreamBuffer, parse_redis_url
 from tests.buffer_contract import Recorder, SharedBufferContractMixin, _TestCase, chat
 from tests.privateredis import PrivateRedis

@@ -361,7 +361,7 @@ class UnavailableBufferTests(RoomTestCase):
     def test_a_session_whose_join_cannot_be_stored_is_refused_and_gets_no_leave(self) -> None:
         from twisted.internet.defer import fail
 
-        from anonchat.store.interfaces import BufferUnavailable
+        from anonchat.chat.ports import BufferUnavailable
 
         appended: list[Any] = []
         self.buffer.append = lambda m: (appended.append(m), fail(BufferUnavailable("down")))[1]  # type: ignore[method-assign]
@@ -379,7 +379,7 @@ class UnavailableBufferTests(RoomTestCase):
     def test_a_chat_message_that_cannot_be_stored_is_reported_not_receipted(self) -> None:
         from twisted.internet.defer import fail
 
-        from anonchat.store.interfaces import BufferUnavailable
+        from anonchat.chat.ports import BufferUnavailable
 
         alice = Client(self)
         alice.subscribe("/user/queue/errors", "e")

@@ -15,7 +15,7 @@ from twisted.trial import unittest
 
 from anonchat.chat.message import ChatMessage, MessageType, id_key
 from anonchat.store.flusher import Flusher
-from anonchat.store.interfaces import ArchiveUnavailable, BufferUnavailable
+from anonchat.chat.ports import ArchiveUnavailable, BufferUnavailable
 
 START = 1_732_430_000.0
 

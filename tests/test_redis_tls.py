@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 from twisted.internet import reactor
 from twisted.trial import unittest
 
-from anonchat.store.interfaces import BufferUnavailable
+from anonchat.chat.ports import BufferUnavailable
 from anonchat.store.redis_buffer import RedisStreamBuffer, parse_redis_url
 from tests.buffer_contract import Recorder, chat
 from tests.privateredis import PrivateRedis

@@ -10,7 +10,7 @@ import random
 
 from twisted.internet.defer import Deferred
 
-from anonchat.chat.presence import IPresence
+from anonchat.chat.ports import IPresence
 
 
 class NicknamesExhausted(Exception):

@@ -6,33 +6,10 @@ reaches (one process here; every node with Redis).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
-
 from twisted.internet.defer import Deferred, succeed
-from zope.interface import Interface, implementer
+from zope.interface import implementer
 
-ReapedListener = Callable[[Sequence[str]], None]
-
-
-class IPresence(Interface):
-    def claim(name: str, since_ms: int) -> Deferred[bool]:
-        """Take ``name`` for a user online since ``since_ms``; False if taken."""
-
-    def release(name: str) -> Deferred[None]:
-        """The user left."""
-
-    def online() -> Deferred[list[tuple[str, int]]]:
-        """Every online user with the time they joined, oldest first."""
-
-    def set_reaped_listener(listener: ReapedListener) -> None:
-        """Called with the names of users whose node died, once each, on
-        the node that removed them (so it can write their LEAVEs)."""
-
-    def start() -> Deferred[None]:
-        """Begin keeping this node's presence alive."""
-
-    def stop() -> Deferred[None]:
-        """Stop; this node's users stay until released or reaped."""
+from anonchat.chat.ports import IPresence, ReapedListener
 
 
 @implementer(IPresence)

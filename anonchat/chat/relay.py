@@ -7,26 +7,10 @@ here: a missed typing flag lapses by itself.
 
 from __future__ import annotations
 
-from typing import Callable
-
 from twisted.internet.defer import Deferred, succeed
-from zope.interface import Interface, implementer
+from zope.interface import implementer
 
-RelayListener = Callable[[bytes], None]
-
-
-class IRelay(Interface):
-    def publish(body: bytes) -> None:
-        """Send one event to every node (this one included), best effort."""
-
-    def set_listener(listener: RelayListener) -> None:
-        """Receive every event published by any node."""
-
-    def start() -> Deferred[None]:
-        """Connect."""
-
-    def stop() -> Deferred[None]:
-        """Disconnect."""
+from anonchat.chat.ports import IRelay, RelayListener
 
 
 @implementer(IRelay)

@@ -27,13 +27,12 @@ from zope.interface import implementer
 from anonchat.chat.fanout import Topic, send_one
 from anonchat.chat.message import ChatMessage, MessageType, id_key, iso_timestamp
 from anonchat.chat.nicknames import claim_nickname
+from anonchat.chat.ports import BufferUnavailable, IMessageArchive, IMessageBuffer, IPresence, IRelay
 from anonchat.chat.payload import ApplicationError, parse_chat_content, parse_typing
-from anonchat.chat.presence import IPresence
 from anonchat.chat.ratelimit import TokenBucket
-from anonchat.chat.relay import IRelay, LocalRelay
+from anonchat.chat.relay import LocalRelay
 from anonchat.stomp.application import DestinationError, IStompApplication, SessionRefused
 from anonchat.stomp.session import State, StompSession
-from anonchat.store.interfaces import BufferUnavailable, IMessageArchive, IMessageBuffer
 
 log = Logger()
 

@@ -9,7 +9,7 @@ it is logged once when an outage starts and once when it ends, not per tick.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
 from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.task import LoopingCall
@@ -17,30 +17,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from anonchat.chat.message import ChatMessage
-from anonchat.store.interfaces import ArchiveUnavailable, BufferUnavailable
+from anonchat.chat.ports import ArchiveUnavailable, BufferUnavailable, IMessageArchive, IMessageBuffer
 
 EXPECTED_FAILURES = (ArchiveUnavailable, BufferUnavailable)
 
 
-class ClaimingBuffer(Protocol):
-    """The part of an IMessageBuffer the flusher uses."""
-
-    def claim_batch(self, limit: int) -> Deferred[list[ChatMessage]]: ...
-
-    def acknowledge(self, message_ids: Sequence[str]) -> Deferred[None]: ...
-
-    def backlog(self) -> Deferred[int]: ...
-
-
-class StoringArchive(Protocol):
-    """The part of an IMessageArchive the flusher uses."""
-
-    def store(self, messages: Sequence[ChatMessage]) -> Deferred[None]: ...
-
-
 class Flusher:
-    """Between an IMessageBuffer and an IMessageArchive (typed as the parts
-    it uses, which also type-checks without a zope plugin for mypy).
+    """Between an IMessageBuffer and an IMessageArchive.
 
     Every ``interval`` seconds, claim batches of up to ``batch_size``,
     store them, then acknowledge them, until the buffer has no full batch.
@@ -55,8 +38,8 @@ class Flusher:
 
     def __init__(
         self,
-        buffer: ClaimingBuffer,
-        archive: StoringArchive,
+        buffer: IMessageBuffer,
+        archive: IMessageArchive,
         clock: Any,
         *,
         interval: float = 1.0,

@@ -12,20 +12,15 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections import deque
-from typing import Protocol, Sequence
+from typing import Sequence
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from anonchat.chat.message import ChatMessage, id_key
-from anonchat.store.interfaces import BufferUnavailable, FeedListener, IMessageBuffer
-
-
-class Clock(Protocol):
-    """What the buffer needs of a reactor: ``task.Clock`` in tests."""
-
-    def seconds(self) -> float: ...
+from anonchat.chat.ports import BufferUnavailable, FeedListener, IMessageBuffer
 
 
 def _key(message: ChatMessage) -> tuple[int, int]:
@@ -39,7 +34,7 @@ class InMemoryBuffer:
 
     log = Logger()
 
-    def __init__(self, clock: Clock, *, retain: int = 1000) -> None:
+    def __init__(self, clock: IReactorTime, *, retain: int = 1000) -> None:
         if retain < 0:
             raise ValueError("retain must not be negative")
         self._clock = clock

@@ -40,7 +40,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from anonchat.chat.message import ChatMessage, MessageType, id_key
-from anonchat.store.interfaces import BufferUnavailable, FeedListener, IMessageBuffer
+from anonchat.chat.ports import BufferUnavailable, FeedListener, IMessageBuffer
 from anonchat.store.redis_connection import RedisAddress, connect, is_connected, parse_redis_url, wait_connected
 from anonchat.store.turnbatch import TurnBatcher
 

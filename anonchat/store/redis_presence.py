@@ -17,7 +17,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from anonchat.chat.presence import IPresence, ReapedListener
+from anonchat.chat.ports import IPresence, ReapedListener
 from anonchat.store.redis_connection import connect, is_connected, parse_redis_url, wait_connected
 from anonchat.store.turnbatch import TurnBatcher
 

@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from anonchat.chat.relay import IRelay, RelayListener
+from anonchat.chat.ports import IRelay, RelayListener
 from anonchat.store.redis_connection import SubscriberFactory, connect, parse_redis_url
 
 log = Logger()

@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from anonchat.chat.message import ChatMessage, MessageType, id_key
-from anonchat.store.interfaces import ArchiveUnavailable, IMessageArchive
+from anonchat.chat.ports import ArchiveUnavailable, IMessageArchive
 from anonchat.store.sql_dialect import MYSQL, SQLITE, SqlDialect
 
 #: the schema version this code writes; a database with a newer one is refused

@@ -18,8 +18,8 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from anonchat.chat.message import ChatMessage, iso_timestamp
 from anonchat.chat.message import id_key
-from anonchat.chat.presence import IPresence
-from anonchat.store.interfaces import IMessageArchive, IMessageBuffer
+from anonchat.chat.ports import IPresence
+from anonchat.chat.ports import IMessageArchive, IMessageBuffer
 from anonchat.web.origins import origin_allowed
 
 log = Logger()

@@ -1,7 +1,8 @@
-"""The two storage ports: the fast buffer every message goes into at once,
-and the archive the flusher moves it to in batches.
+"""The ports the chat layer needs, defined where they are used.
 
-Each has an in-memory or embedded twin and one contract test mixin run
+``store/`` implements them (Redis, SQL) and imports ``chat/``, never the
+reverse; each has an in-process twin (``InMemoryBuffer``,
+``InMemoryPresence``, ``LocalRelay``) and one contract test mixin run
 against every implementation (tests/buffer_contract.py, archive_contract.py).
 """
 
@@ -15,6 +16,8 @@ from zope.interface import Interface
 from anonchat.chat.message import ChatMessage
 
 FeedListener = Callable[[Sequence[ChatMessage]], None]
+ReapedListener = Callable[[Sequence[str]], None]
+RelayListener = Callable[[bytes], None]
 
 
 class BufferUnavailable(Exception):
@@ -96,3 +99,38 @@ class IMessageArchive(Interface):
 
     def ping() -> Deferred[bool]:
         """True when the database answers now."""
+
+
+class IPresence(Interface):
+    def claim(name: str, since_ms: int) -> Deferred[bool]:
+        """Take ``name`` for a user online since ``since_ms``; False if taken."""
+
+    def release(name: str) -> Deferred[None]:
+        """The user left."""
+
+    def online() -> Deferred[list[tuple[str, int]]]:
+        """Every online user with the time they joined, oldest first."""
+
+    def set_reaped_listener(listener: ReapedListener) -> None:
+        """Called with the names of users whose node died, once each, on
+        the node that removed them (so it can write their LEAVEs)."""
+
+    def start() -> Deferred[None]:
+        """Begin keeping this node's presence alive."""
+
+    def stop() -> Deferred[None]:
+        """Stop; this node's users stay until released or reaped."""
+
+
+class IRelay(Interface):
+    def publish(body: bytes) -> None:
+        """Send one event to every node (this one included), best effort."""
+
+    def set_listener(listener: RelayListener) -> None:
+        """Receive every event published by any node."""
+
+    def start() -> Deferred[None]:
+        """Connect."""
+
+    def stop() -> Deferred[None]:
+        """Disconnect."""
