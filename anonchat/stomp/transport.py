@@ -44,7 +44,25 @@ class IFrameTransport(Interface):
     def when_writable() -> Deferred[None]:
         """Fires once the carrier has room again (at once if it has, and
         when it closes): lets bulk sends such as a replay keep pace with
-        the client instead of overflowing its send buffer."""
+        the client instead of overflowing its send buffer. "Room" is a
+        low-water mark, not an empty queue: a polling carrier that empties
+        only when the client polls must still let a whole poll's worth
+        through per round trip."""
+
+    def pause_reading() -> None:
+        """Stop handing inbound data to the session until ``resume_reading``
+        (the session has too much work waiting). Memory held meanwhile
+        must stay bounded: a socket stops reading; a polling carrier
+        refuses or delays further sends."""
+
+    def resume_reading() -> None:
+        """Hand inbound data to the session again. Idempotent."""
+
+    def keepalive(interval: float, timeout: float) -> None:
+        """STOMP heart-beats are off for this connection: check liveness
+        below STOMP instead (WebSocket ping every ``interval`` seconds,
+        close if no pong within ``timeout``). A carrier that already notices
+        a vanished peer by itself (SockJS polling) may do nothing."""
 
 
 class IFrameReceiver(Interface):
