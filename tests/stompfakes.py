@@ -20,6 +20,10 @@ class FakeTransport:
     def __init__(self) -> None:
         self.sent: list[bytes] = []
         self.closed = False
+        #: The session asked the carrier to stop reading (and not since to resume).
+        self.paused = False
+        #: (interval, timeout) of the carrier-level pings asked for, if any.
+        self.keepalive_asked: tuple[float, float] | None = None
 
     def send(self, out: Outbound) -> None:
         assert not self.closed, "sent after close"
@@ -30,6 +34,15 @@ class FakeTransport:
 
     def when_writable(self) -> Deferred[None]:
         return succeed(None)
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def keepalive(self, interval: float, timeout: float) -> None:
+        self.keepalive_asked = (interval, timeout)
 
     def frames(self) -> list[Frame]:
         """Everything sent so far, parsed; heart-beats dropped."""

@@ -37,7 +37,7 @@ class FakeApp:
     def unsubscribe(self, session: StompSession, subscription: str) -> None:
         self.events.append(("unsubscribe", subscription))
 
-    def send(self, session: StompSession, destination: str, body: bytes) -> Deferred[bool]:
+    def send(self, session: StompSession, destination: str, body: bytes, receipt: str | None) -> Deferred[bool]:
         if destination.startswith("/bad"):
             raise DestinationError(f"cannot send to {destination}")
         self.events.append(("send", destination, body.decode()))
@@ -343,3 +343,75 @@ class HeartbeatTests(SessionTestCase):
         self.session.connection_lost()
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertIs(self.session.state, State.CLOSED)
+
+
+class BudgetTests(SessionTestCase):
+    """The per-connection abuse budget: frames, SENDs waiting, pipelining."""
+
+    def test_frames_past_the_budget_get_an_error_and_a_close(self) -> None:
+        self.session = self.make_session(frame_rate=10.0)
+        self.connect()
+        self.session.data_received(b"".join(frame("SUBSCRIBE", id=f"s{i}", destination="/topic/x") for i in range(19)))
+        self.assertFalse(self.transport.closed)  # connect + 19 = the burst of 20
+        self.session.data_received(frame("UNSUBSCRIBE", id="s0"))
+        self.assert_error_and_closed("too many frames")
+
+    def test_the_frame_budget_refills_with_time(self) -> None:
+        self.session = self.make_session(frame_rate=10.0)
+        self.connect()
+        for second in range(5):
+            self.session.data_received(b"".join(frame("ACK", id=f"{second}-{i}") for i in range(10)))
+            self.clock.advance(1)
+        self.assertFalse(self.transport.closed)
+
+    def test_heartbeats_cost_nothing(self) -> None:
+        self.session = self.make_session(frame_rate=1.0)
+        self.connect()
+        self.session.data_received(b"\n" * 1000)
+        self.assertFalse(self.transport.closed)
+
+    def test_too_many_waiting_sends_stop_reading_until_they_settle(self) -> None:
+        self.session = self.make_session(max_pending_sends=3)
+        self.app.hold_sends = True
+        self.connect()
+        self.session.data_received(b"".join(frame("SEND", b"x", destination="/app/a", receipt=f"r{i}")
+                                            for i in range(5)))
+        self.assertEqual(len(self.app.send_results), 3)
+        self.assertTrue(self.transport.paused)
+        self.app.send_results[0].callback(True)
+        # one settled: one more is read, and reading is full again
+        self.assertEqual(len(self.app.send_results), 4)
+        self.assertTrue(self.transport.paused)
+        for d in self.app.send_results[1:]:
+            d.callback(True)
+        self.assertEqual(len(self.app.send_results), 5)
+        self.app.send_results[4].callback(True)
+        self.assertFalse(self.transport.paused)
+        receipts = [f.get("receipt-id") for f in self.transport.take() if f.command == "RECEIPT"]
+        self.assertEqual(receipts, [f"r{i}" for i in range(5)])
+
+    def test_bytes_held_while_reading_waits_are_bounded(self) -> None:
+        self.session = self.make_session(max_pending_sends=1, max_frame=1024)
+        self.app.hold_sends = True
+        self.connect()
+        self.session.data_received(frame("SEND", b"x", destination="/app/a"))
+        self.assertTrue(self.transport.paused)
+        self.session.data_received(frame("SEND", b"y" * 900, destination="/app/a") * 80)
+        self.assert_error_and_closed("too much data")
+
+    def test_frames_pipelined_behind_connect_are_parsed_with_the_negotiated_version(self) -> None:
+        """STOMP 1.0 has no header escapes: ``a\\b`` is a plain id there."""
+        self.app.hold_connect = Deferred()
+        self.session.data_received(frame("CONNECT", accept_version="1.0")
+                                   + b"SUBSCRIBE\nid:a\\b\ndestination:/topic/x\n\n\0")
+        self.app.hold_connect.callback({"user-name": "x"})
+        self.assertFalse(self.transport.closed)
+        self.assertIn(("subscribe", "a\\b", "/topic/x"), self.app.events)
+
+    def test_no_heartbeats_from_the_client_asks_the_carrier_to_ping(self) -> None:
+        self.connect(heart_beat="0,0")
+        self.assertEqual(self.transport.keepalive_asked, (30.0, 10.0))
+
+    def test_client_heartbeats_need_no_carrier_pings(self) -> None:
+        self.connect(heart_beat="10000,10000")
+        self.assertIsNone(self.transport.keepalive_asked)

@@ -37,10 +37,12 @@ class IStompApplication(Interface):
     def unsubscribe(session: StompSession, subscription: str) -> None:
         """Forget one subscription of this session."""
 
-    def send(session: StompSession, destination: str, body: bytes) -> Deferred[bool]:
+    def send(session: StompSession, destination: str, body: bytes, receipt: str | None) -> Deferred[bool]:
         """Handle a ``SEND``; fires True once it is durably done (the
         ``RECEIPT`` may go), False when it was refused with an
-        application error already reported to the client. Raise
+        application error already reported to the client (naming
+        ``receipt``, when the frame asked for one, so the client learns at
+        once that no RECEIPT will come). Raise
         DestinationError for a destination that cannot be sent to."""
 
     def disconnected(session: StompSession) -> None:

@@ -8,7 +8,7 @@ enforced as soon as it is exceeded rather than after buffering the excess.
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import AbstractSet, Optional
 
 from anonchat.stomp.frame import Frame, FrameError
 
@@ -96,13 +96,18 @@ class FrameParser:
         self._scan = 0  # how far we have searched for LF (head) or NUL (body)
         self._body = -1  # where the body starts, once the head is complete
 
-    def feed(self, data: bytes) -> list[Frame]:
+    def feed(self, data: bytes, stop_after: AbstractSet[str] = frozenset()) -> list[Frame]:
         """Add ``data``; return the frames it completed, in order.
 
         Heart-beat EOLs between frames are dropped. A :class:`FrameError`
         is raised as soon as the stream breaks a rule or a limit (frames
         completed earlier in the same call are then dropped with it), and
         again on every later call: the connection is beyond repair.
+
+        Parsing stops after a frame whose command is in ``stop_after``: the
+        rest stays unparsed until the next call (``feed(b"")`` resumes), so
+        a session can change ``version`` between a CONNECT and the frames
+        pipelined behind it.
         """
         if self._error is not None:
             raise self._error.with_traceback(None)
@@ -125,6 +130,8 @@ class FrameParser:
                 frames.append(parsed[0])
                 start = parsed[1]
                 self._start_frame()
+                if parsed[0].command in stop_after:
+                    break
         except FrameError as error:
             self._error = error
             buffer.clear()

@@ -8,7 +8,8 @@ from anonchat.stomp.serializer import serialize
 JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
 
 
-def message_frame(destination: str, subscription: str, message_id: str, body: bytes, version: str) -> bytes:
+def message_frame(destination: str, subscription: str, message_id: str, body: bytes, version: str,
+                  extra: tuple[tuple[str, str], ...] = ()) -> bytes:
     return serialize(
         Frame(
             "MESSAGE",
@@ -17,8 +18,7 @@ def message_frame(destination: str, subscription: str, message_id: str, body: by
                 ("content-type", JSON_CONTENT_TYPE),
                 ("subscription", subscription),
                 ("message-id", message_id),
-                ("content-length", str(len(body))),
-            ),
+            ) + extra + (("content-length", str(len(body))),),
             body,
         ),
         version,

@@ -22,6 +22,7 @@ from zope.interface import implementer
 
 from anonchat import __version__
 from anonchat.stomp.application import DestinationError, IStompApplication, SessionRefused
+from anonchat.stomp.budget import ConnectionBudget
 from anonchat.stomp.frame import HEARTBEAT, Frame, FrameError
 from anonchat.stomp.negotiation import SUPPORTED_VERSIONS, heartbeat_intervals, negotiate_version, parse_heartbeat
 from anonchat.stomp.outbound import Outbound
@@ -33,6 +34,7 @@ from anonchat.stomp.transport import ClientInfo, IFrameReceiver, IFrameTransport
 log = Logger()
 
 _HEARTBEAT_OUT = Outbound(HEARTBEAT)
+_CONNECT_COMMANDS = frozenset({"CONNECT", "STOMP"})
 
 
 @attrs.frozen
@@ -49,8 +51,22 @@ class SessionLimits:
     #: Open transactions and the SENDs held in them, per session.
     max_transactions: int = 10
     max_transaction_frames: int = 100
-    #: Frames that arrive while CONNECT is still being answered.
-    max_early_frames: int = 100
+    #: Client frames per second (heart-beats aside), burst twice; 0 = off.
+    frame_rate: float = 100.0
+    #: SENDs waiting for the application; past it, reading stops.
+    max_pending_sends: int = 100
+    #: Bytes the application may hold for this client beyond what its
+    #: carrier queues (live messages during a replay): the send buffer.
+    max_held_bytes: int = 524288
+    #: With STOMP heart-beats off: carrier-level ping interval and timeout
+    #: (seconds; interval 0 = none).
+    keepalive: tuple[float, float] = (30.0, 10.0)
+
+    @property
+    def max_inbox(self) -> int:
+        """Unparsed bytes held while reading waits (CONNECT being answered,
+        too many SENDs waiting): what a paused carrier may still hand over."""
+        return 4 * self.max_frame + 65536
 
 
 class State(Enum):
@@ -101,9 +117,19 @@ class StompSession:
         self._parser = FrameParser(
             max_frame=limits.max_frame, max_headers=limits.max_headers, max_header_length=limits.max_header_length
         )
+        self.budget = ConnectionBudget(
+            clock, frame_rate=limits.frame_rate, max_pending_sends=limits.max_pending_sends,
+            max_subscriptions=limits.max_subscriptions, max_held_bytes=limits.max_held_bytes,
+        )
         self._subscriptions: dict[str, str] = {}
         self._transactions: dict[str, list[Frame]] = {}
-        self._early: list[Frame] = []
+        #: Inbound bytes not parsed yet, and frames parsed but not handled:
+        #: both wait while reading is held (see _pump).
+        self._inbox = bytearray()
+        self._frames: deque[Frame] = deque()
+        self._parser_holds_more = False
+        self._pumping = False
+        self._reading_paused = False
         self._pending: deque[_Pending] = deque()
         self._app_connected = False
         self._sent = False
@@ -120,15 +146,59 @@ class StompSession:
             return
         if self._expect_every:
             self._last_received = self.clock.seconds()
+        self._inbox += data
+        if len(self._inbox) > self.limits.max_inbox:
+            self.protocol_error("too much data", "too much data sent while the server was busy with earlier frames",
+                                reason="limit")
+            return
+        self._pump()
+
+    def _reading_held(self) -> bool:
+        """Frames wait while CONNECT is being answered (its version decides
+        how the frames behind it are parsed) and while too many SENDs wait."""
+        return self.state is State.CONNECTING or self.budget.sends_full
+
+    def _pump(self) -> None:
+        """Parse and handle what came in, in order, as far as reading is not
+        held; ask the carrier to stop reading while it is."""
+        if self._pumping:
+            return  # a frame handled below settled synchronously: the loop goes on
+        self._pumping = True
         try:
-            frames = self._parser.feed(data)
+            while self.state is not State.CLOSING and self.state is not State.CLOSED:
+                if self._reading_held():
+                    if not self._reading_paused:
+                        self._reading_paused = True
+                        self.transport.pause_reading()
+                    return
+                if self._frames:
+                    self._dispatch(self._frames.popleft())
+                elif self._inbox or self._parser_holds_more:
+                    self._parse()
+                else:
+                    break
+        finally:
+            self._pumping = False
+        if self._reading_paused and self.state is not State.CLOSED:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def _parse(self) -> None:
+        data = bytes(self._inbox)
+        self._inbox.clear()
+        stop_after = _CONNECT_COMMANDS if self.state is State.AWAITING_CONNECT else frozenset()
+        try:
+            frames = self._parser.feed(data, stop_after)
         except FrameError as e:
             self.protocol_error(e.message, e.detail, reason="malformed-frame")
             return
-        for frame in frames:
-            if self.state is State.CLOSING or self.state is State.CLOSED:
+        self._parser_holds_more = bool(frames) and frames[-1].command in stop_after
+        for _ in frames:
+            if not self.budget.charge_frame():
+                self.protocol_error("too many frames",
+                                    f"more than {self.limits.frame_rate:g} frames per second", reason="frame-rate")
                 return
-            self._dispatch(frame)
+        self._frames.extend(frames)
 
     def connection_lost(self) -> None:
         if self.state is State.CLOSED:
@@ -184,6 +254,10 @@ class StompSession:
     def subscriptions(self) -> Mapping[str, str]:
         return self._subscriptions
 
+    @property
+    def is_open(self) -> bool:
+        return self.state is State.CONNECTED
+
     # -- frames -----------------------------------------------------------
 
     def _dispatch(self, frame: Frame) -> None:
@@ -193,12 +267,6 @@ class StompSession:
                 self._on_connect(frame)
             else:
                 self.protocol_error("CONNECT expected", f"{command} before CONNECT", reason="no-connect")
-            return
-        if self.state is State.CONNECTING:
-            if len(self._early) >= self.limits.max_early_frames:
-                self.protocol_error("too many frames before CONNECTED", reason="limit")
-            else:
-                self._early.append(frame)
             return
         handler = self._handlers.get(command)
         if handler is None:
@@ -252,11 +320,11 @@ class StompSession:
             self._expect_every = expect_ms / 1000.0
             self._last_received = self.clock.seconds()
             self._recv_timer = self.clock.callLater(self._expect_every, self._recv_tick)
-        early, self._early = self._early, []
-        for queued in early:
-            if self.state is not State.CONNECTED:
-                break
-            self._dispatch(queued)
+        elif self.limits.keepalive[0] > 0:
+            # No heart-beats from the client: a vanished peer (NAT timeout,
+            # sleeping laptop) would otherwise hold its nickname forever.
+            self.transport.keepalive(*self.limits.keepalive)
+        self._pump()
 
     def _connect_failed(self, failure: Failure) -> None:
         detail = "the server could not open this session"
@@ -284,15 +352,20 @@ class StompSession:
         self._send(frame, destination)
 
     def _send(self, frame: Frame, destination: str) -> None:
-        pending = _Pending(frame.get("receipt"), False)
-        d = self.app.send(self, destination, frame.body)
+        receipt = frame.get("receipt")
+        pending = _Pending(receipt, False)
+        self.budget.send_started()
+        d = self.app.send(self, destination, frame.body, receipt)
         self._pending.append(pending)
 
         def settled(accepted: object) -> None:
+            self.budget.send_settled()
             pending.done = True
             if accepted is not True:
                 pending.receipt = None
             self._drain()
+            if self._reading_paused:
+                self._pump()
 
         def failed(failure: Failure) -> None:
             log.failure("SEND handling failed", failure=failure)
@@ -313,7 +386,7 @@ class StompSession:
         if subscription in self._subscriptions:
             self.protocol_error("duplicate subscription id", f"subscription {subscription!r} exists", reason="bad-subscription")
             return
-        if len(self._subscriptions) >= self.limits.max_subscriptions:
+        if not self.budget.may_subscribe(len(self._subscriptions)):
             self.protocol_error("too many subscriptions", reason="limit")
             return
         self.app.subscribe(self, subscription, destination, dict(frame.headers[::-1]))
