@@ -75,6 +75,7 @@ class AnonchatService(service.Service):
                 nickname_prefix=settings.nickname_prefix,
                 max_content=settings.max_content,
                 rate_limit=settings.rate_limit,
+                max_replay=settings.max_replay,
             ),
             rng=random.SystemRandom(),
             archive=self.archive,
@@ -91,6 +92,10 @@ class AnonchatService(service.Service):
             connect_timeout=settings.connect_timeout,
             heartbeat=(settings.heartbeat, settings.heartbeat),
             max_subscriptions=settings.max_subscriptions,
+            frame_rate=settings.frame_rate,
+            max_pending_sends=settings.max_pending_sends,
+            max_held_bytes=settings.max_send_buffer,
+            keepalive=(settings.ws_ping_interval, settings.ws_ping_timeout),
         )
         self.limiter = ConnectionLimiter(settings.max_connections_per_ip)
         self.sessions: dict[StompSession, None] = {}

@@ -239,11 +239,44 @@ class UsersTests(RoomTestCase):
         self.clock.advance(1)
         bob = Client(self)
         bob.session.connection_lost()
+        self.clock.advance(1)
         watcher.pull()
         lists = [[u["name"] for u in m["users"]] for m in watcher.messages("/topic/chat.users")]
         self.assertEqual(lists, [[watcher.name], [watcher.name, bob.name], [watcher.name]])
         counts = [m["count"] for m in watcher.messages("/topic/chat.users")]
         self.assertEqual(counts, [1, 2, 1])
+
+    def test_under_churn_the_list_goes_out_at_most_once_a_second_and_the_latest(self) -> None:
+        watcher = Client(self)
+        watcher.subscribe("/topic/chat.users")
+        self.clock.advance(1)
+        watcher.pull()
+        churn = [Client(self) for _ in range(30)]
+        for client in churn[:20]:
+            client.session.connection_lost()
+        watcher.pull()
+        self.assertEqual(len(watcher.messages("/topic/chat.users")), 1)  # the first change, at once
+        self.clock.advance(1)
+        watcher.pull()
+        [latest] = watcher.messages("/topic/chat.users")
+        self.assertEqual(sorted(u["name"] for u in latest["users"]),
+                         sorted([watcher.name] + [c.name for c in churn[20:]]))
+
+    def test_a_subscribe_loop_renders_the_list_once_per_change(self) -> None:
+        calls = []
+        online = self.presence.online
+
+        def counted() -> Any:
+            calls.append(1)
+            return online()
+
+        self.presence.online = counted  # type: ignore[method-assign]
+        looper = Client(self)
+        for n in range(50):
+            looper.subscribe("/topic/chat.users", f"u{n}")
+            looper.feed(frame("UNSUBSCRIBE", id=f"u{n}"))
+        self.assertEqual(len(calls), 1)
+        self.assertEqual(len(looper.messages("/topic/chat.users") if looper.pull() else []), 50)
 
 
 class ShutdownTests(RoomTestCase):
@@ -338,6 +371,16 @@ class FakeArchive:
 
         return succeed([m for m in self.rows if id_key(m.id) > id_key(after_id)][:limit])
 
+    def read_before(self, before_id: str | None, limit: int) -> Any:
+        from twisted.internet.defer import succeed
+
+        from anonchat.chat.message import id_key
+
+        rows = sorted(self.rows, key=lambda m: id_key(m.id))
+        if before_id is not None:
+            rows = [m for m in rows if id_key(m.id) < id_key(before_id)]
+        return succeed(rows[-limit:] if limit > 0 else [])
+
 
 class SlowArchive(FakeArchive):
     def __init__(self, rows: list[Any]) -> None:
@@ -349,6 +392,13 @@ class SlowArchive(FakeArchive):
 
         d: Deferred[Any] = Deferred()
         self.waiting.append((d, super().read_after(after_id, limit)))
+        return d
+
+    def read_before(self, before_id: str | None, limit: int) -> Any:
+        from twisted.internet.defer import Deferred
+
+        d: Deferred[Any] = Deferred()
+        self.waiting.append((d, super().read_before(before_id, limit)))
         return d
 
     def release(self) -> None:
@@ -488,3 +538,91 @@ class FeedBehindReplayTests(RoomTestCase):
         self.buffer.append(ChatMessage(MessageType.CHAT, "익명-10000", "m6", 1))
         bob.pull()
         self.assertEqual([m["content"] for m in bob.messages() if m["type"] == "CHAT"], ["m3", "m4", "m5", "m6"])
+
+
+class RefusalReceiptTests(RoomTestCase):
+    def test_a_refused_send_that_asked_for_a_receipt_names_it_in_the_error(self) -> None:
+        alice = Client(self)
+        alice.subscribe("/user/queue/errors", "e")
+        alice.pull()
+        alice.say(b"not json", receipt="r-7")
+        [error] = [f for f in alice.pull() if f.command == "MESSAGE"]
+        self.assertEqual(error.get("receipt-id"), "r-7")
+        self.assertEqual(json.loads(error.body)["receipt"], "r-7")
+        self.assertEqual(json.loads(error.body)["code"], "INVALID_JSON")
+
+    def test_a_refusal_without_a_receipt_has_none(self) -> None:
+        alice = Client(self)
+        alice.subscribe("/user/queue/errors", "e")
+        alice.pull()
+        alice.say(b"not json")
+        [error] = [f for f in alice.pull() if f.command == "MESSAGE"]
+        self.assertIsNone(error.get("receipt-id"))
+        self.assertNotIn("receipt", json.loads(error.body))
+
+
+class TypingCapTests(RoomTestCase):
+    def test_typing_updates_past_two_a_second_are_dropped(self) -> None:
+        watcher = Client(self)
+        watcher.subscribe("/topic/chat.typing")
+        alice = Client(self)
+        for n in range(10):
+            alice.feed(frame("SEND", b'{"typing": %s}' % (b"true" if n % 2 == 0 else b"false"),
+                             destination="/app/chat.typing"))
+        watcher.pull()
+        self.assertEqual(len(watcher.messages("/topic/chat.typing")), 2)
+        self.assertFalse(alice.transport.closed)
+
+
+class LeaveRetryTests(RoomTestCase):
+    def test_a_leave_the_buffer_refuses_is_retried_until_stored(self) -> None:
+        from twisted.internet.defer import fail
+
+        from anonchat.chat.ports import BufferUnavailable
+
+        watcher = Client(self)
+        watcher.subscribe("/topic/chat")
+        alice = Client(self)
+        real_append = self.buffer.append
+        refusals = [3]
+
+        def flaky(message: Any) -> Any:
+            if refusals[0]:
+                refusals[0] -= 1
+                return fail(BufferUnavailable("blip"))
+            return real_append(message)
+
+        self.buffer.append = flaky  # type: ignore[method-assign]
+        alice.session.connection_lost()
+        for _ in range(10):
+            self.clock.advance(1)
+        watcher.pull()
+        self.assertEqual([(m["type"], m["sender"]) for m in watcher.messages()][-1], ("LEAVE", alice.name))
+        self.assertEqual([m["type"] for m in watcher.messages()].count("LEAVE"), 1)
+
+
+class DrainingTests(RoomTestCase):
+    def test_connect_once_draining_is_refused_and_writes_no_join(self) -> None:
+        self.successResultOf(self.room.shutdown())
+        transport = FakeTransport()
+        session = StompSession(transport, ClientInfo("127.0.0.1", "fake"), self.room, self.clock, "late",
+                               SessionLimits())
+        session.data_received(frame("CONNECT", accept_version="1.2"))
+        [error] = transport.take()
+        self.assertEqual(error.command, "ERROR")
+        self.assertEqual(self.successResultOf(self.buffer.recent(10)), [])
+        self.assertEqual(self.successResultOf(self.presence.online()), [])
+
+    def test_a_connect_whose_claim_completes_after_shutdown_began_is_refused(self) -> None:
+        from twisted.internet.defer import Deferred
+
+        claims: list[Deferred[bool]] = []
+        self.presence.claim = lambda name, since: (claims.append(Deferred()), claims[-1])[1]  # type: ignore
+        transport = FakeTransport()
+        session = StompSession(transport, ClientInfo("127.0.0.1", "fake"), self.room, self.clock, "late",
+                               SessionLimits())
+        session.data_received(frame("CONNECT", accept_version="1.2"))
+        self.room.shutdown()
+        claims[0].callback(True)
+        self.assertEqual([f.command for f in transport.take()], ["ERROR"])
+        self.assertEqual(self.successResultOf(self.buffer.recent(10)), [])

@@ -12,7 +12,7 @@ from typing import Iterator, Sequence
 
 from anonchat.stomp.outbound import Outbound
 from anonchat.stomp.server_frames import message_frame
-from anonchat.stomp.session import StompSession
+from anonchat.chat.subscriber import Subscriber
 
 
 class Topic:
@@ -20,19 +20,19 @@ class Topic:
 
     def __init__(self, destination: str) -> None:
         self.destination = destination
-        self._groups: dict[tuple[str, str], dict[StompSession, None]] = {}
+        self._groups: dict[tuple[str, str], dict[Subscriber, None]] = {}
         self._count = 0
 
     def __len__(self) -> int:
         return self._count
 
-    def add(self, session: StompSession, subscription: str) -> None:
+    def add(self, session: Subscriber, subscription: str) -> None:
         group = self._groups.setdefault((subscription, session.version), {})
         if session not in group:
             group[session] = None
             self._count += 1
 
-    def remove(self, session: StompSession, subscription: str) -> None:
+    def remove(self, session: Subscriber, subscription: str) -> None:
         key = (subscription, session.version)
         group = self._groups.get(key)
         if group is not None and group.pop(session, 0) is None:
@@ -40,7 +40,7 @@ class Topic:
             if not group:
                 del self._groups[key]
 
-    def sessions(self) -> Iterator[StompSession]:
+    def sessions(self) -> Iterator[Subscriber]:
         for group in self._groups.values():
             yield from group
 
@@ -61,11 +61,12 @@ class Topic:
                 session.deliver(out)
         return self._count * len(messages)
 
-    def send_to(self, session: StompSession, subscription: str, message_id: str, body: bytes) -> None:
+    def send_to(self, session: Subscriber, subscription: str, message_id: str, body: bytes) -> None:
         """One message to one subscription only (replays, the list on subscribe)."""
         send_one(session, self.destination, subscription, message_id, body)
 
 
-def send_one(session: StompSession, destination: str, subscription: str, message_id: str, body: bytes) -> None:
+def send_one(session: Subscriber, destination: str, subscription: str, message_id: str, body: bytes,
+             extra: tuple[tuple[str, str], ...] = ()) -> None:
     """One MESSAGE built for one session (replays, private replies)."""
-    session.send_frame(message_frame(destination, subscription, message_id, body, session.version))
+    session.send_frame(message_frame(destination, subscription, message_id, body, session.version, extra))

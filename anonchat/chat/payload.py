@@ -20,8 +20,11 @@ class ApplicationError(Exception):
     code: str
     message: str
 
-    def to_json(self) -> bytes:
-        return json.dumps({"code": self.code, "message": self.message}, ensure_ascii=False).encode("utf-8")
+    def to_json(self, receipt: str | None = None) -> bytes:
+        body: dict[str, str] = {"code": self.code, "message": self.message}
+        if receipt is not None:
+            body["receipt"] = receipt
+        return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

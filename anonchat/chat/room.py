@@ -5,8 +5,9 @@ the buffer's ordered feed hands it back, so every node delivers the same
 messages in the same order and nothing is seen that is not durable.
 
 A resuming subscriber (``x-since-id``) joins the topic only after its
-replay: meanwhile the feed queues for it, and the queue is delivered
-past the replay's last id, so there is no gap and no duplicate.
+replay (``HistoryReplay``, one per connection at most). The online list
+goes out at most once a second and is rendered once per change: under
+churn a per-event list would cost O(users) per join for every subscriber.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.task import deferLater
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -28,8 +30,10 @@ from anonchat.chat.fanout import Topic, send_one
 from anonchat.chat.message import ChatMessage, MessageType, id_key, iso_timestamp
 from anonchat.chat.nicknames import claim_nickname
 from anonchat.chat.ports import BufferUnavailable, IMessageArchive, IMessageBuffer, IPresence, IRelay
+from anonchat.chat.replay import HistoryReplay, ReplayFailed
+from anonchat.chat.subscriber import Subscriber
 from anonchat.chat.payload import ApplicationError, parse_chat_content, parse_typing
-from anonchat.chat.ratelimit import TokenBucket
+from anonchat.ratelimit import TokenBucket
 from anonchat.chat.relay import LocalRelay
 from anonchat.stomp.application import DestinationError, IStompApplication, SessionRefused
 from anonchat.stomp.session import State, StompSession
@@ -43,7 +47,10 @@ ERRORS_QUEUE = "/user/queue/errors"
 SEND_MESSAGE = "/app/chat.sendMessage"
 SEND_TYPING = "/app/chat.typing"
 SINCE_HEADER = "x-since-id"
-REPLAY_PAGE = 500
+#: How long a rendered online list may be served to new subscribers.
+USERS_CACHE_SECONDS = 1.0
+#: Retries of a LEAVE the buffer refused back off up to this (seconds).
+MAX_RETRY_DELAY = 5.0
 
 
 @attrs.frozen
@@ -54,6 +61,12 @@ class RoomConfig:
     rate_limit: float = 20.0
     #: A typing indicator with no update for this long is cleared.
     typing_lapse: float = 5.0
+    #: Typing updates per second per connection; past it they are dropped.
+    typing_rate: float = 2.0
+    #: Messages one x-since-id replay delivers at most.
+    max_replay: int = 1000
+    #: The online list goes out at most this often (seconds).
+    users_interval: float = 1.0
 
 
 @attrs.define(eq=False)
@@ -85,17 +98,21 @@ class ChatRoom:
         self.typing = Topic(TYPING_TOPIC)
         self.users = Topic(USERS_TOPIC)
         self._topics = {CHAT_TOPIC: self.chat, TYPING_TOPIC: self.typing, USERS_TOPIC: self.users}
-        self._sessions: dict[StompSession, None] = {}
+        self._sessions: dict[Subscriber, None] = {}
         #: For metrics: messages durably accepted, and refusals by code.
         self.accepted = 0
         self.refused: Counter[str] = Counter()
-        #: Live messages held for subscribers still replaying history.
-        self._replaying: dict[tuple[StompSession, str], list[ChatMessage]] = {}
-        #: Replays that read further than the feed has delivered (with Redis
-        #: the feed is another connection, and can lag): the last id read.
-        #: They go live once the feed passes it, or that part comes twice.
-        self._awaiting_feed: dict[tuple[StompSession, str], str] = {}
+        #: The one replay each resuming connection may run.
+        self._replays: dict[Subscriber, HistoryReplay] = {}
         self._fed_up_to: tuple[int, int] | None = None
+        self._draining = False
+        #: The rendered online list (None: stale), when, and who waits for it.
+        self._users_cache: bytes | None = None
+        self._users_cached_at = 0.0
+        self._users_waiters: list[Deferred[bytes]] | None = None
+        self._users_generation = 0
+        self._users_timer: IDelayedCall | None = None
+        self._users_published_at = float("-inf")
         self._in_flight: set[Deferred[Any]] = set()
         self._event_ids = count(1)
         self._event_prefix = f"e{self._rng.getrandbits(32):08x}"
@@ -128,13 +145,15 @@ class ChatRoom:
         return Deferred.fromCoroutine(self._connect(session))
 
     async def _connect(self, session: StompSession) -> Mapping[str, str]:
+        if self._draining:
+            raise SessionRefused("the server is shutting down; connect again")
         now_ms = self._now_ms()
         try:
             name = await claim_nickname(self.presence, self.config.nickname_prefix, now_ms, self._rng)
         except Exception as e:
             log.warn("no nickname could be claimed ({error}); refusing the session", error=type(e).__name__)
             raise SessionRefused("the chat is unavailable right now; try again") from None
-        if session.state is State.CLOSED:
+        if session.state is State.CLOSED or self._draining:
             await self.presence.release(name)
             raise SessionRefused("session ended while its nickname was being claimed")
         rate = self.config.rate_limit
@@ -142,7 +161,7 @@ class ChatRoom:
             name=name,
             since_ms=now_ms,
             messages=TokenBucket(self.clock, rate, 2 * rate),
-            typing_updates=TokenBucket(self.clock, rate, 2 * rate),
+            typing_updates=TokenBucket(self.clock, self.config.typing_rate, self.config.typing_rate),
         )
         self._sessions[session] = None
         joined = self.buffer.append(ChatMessage(MessageType.JOIN, name, "", now_ms))
@@ -158,15 +177,14 @@ class ChatRoom:
             raise SessionRefused("the chat is unavailable right now; try again") from None
         return {"user-name": name}
 
-    def disconnected(self, session: StompSession) -> None:
+    def disconnected(self, session: Subscriber) -> None:
         user: ChatUser | None = session.principal
         if user is None or user.left:
             return
         user.left = True
         self._sessions.pop(session, None)
+        self._cancel_replay(session)
         for subscription, destination in session.subscriptions.items():
-            self._replaying.pop((session, subscription), None)
-            self._awaiting_feed.pop((session, subscription), None)
             topic = self._topics.get(destination)
             if topic is not None:
                 topic.remove(session, subscription)
@@ -177,17 +195,16 @@ class ChatRoom:
         leave = ChatMessage(MessageType.LEAVE, user.name, "", self._now_ms())
         released = self.presence.release(user.name)
         released.addErrback(lambda f: log.failure("could not release a nickname", failure=f))
-        released.addCallback(lambda _: self._append(leave))
-        self._track(released)
+        released.addCallback(lambda _: self._append_until_stored(leave))
 
     def _on_reaped(self, users: Sequence[str]) -> None:
         """Users of a node that died: they leave, once, from the node that
         noticed."""
         now_ms = self._now_ms()
         for name in users:
-            self._append(ChatMessage(MessageType.LEAVE, name, "", now_ms))
+            self._append_until_stored(ChatMessage(MessageType.LEAVE, name, "", now_ms))
 
-    def subscribe(self, session: StompSession, subscription: str, destination: str, headers: Mapping[str, str]) -> None:
+    def subscribe(self, session: Subscriber, subscription: str, destination: str, headers: Mapping[str, str]) -> None:
         user: ChatUser = session.principal
         if destination == ERRORS_QUEUE:
             user.error_subscriptions.add(subscription)
@@ -197,50 +214,46 @@ class ChatRoom:
             raise DestinationError(f"unknown destination {destination}")
         since = headers.get(SINCE_HEADER)
         if topic is self.chat and since:
-            try:
-                id_key(since)
-            except ValueError:
-                raise DestinationError(f"invalid {SINCE_HEADER} header") from None
-            self._replaying[(session, subscription)] = []
-            self._track(Deferred.fromCoroutine(self._replay(session, subscription, since)))
+            self._start_replay(session, subscription, since)
             return
         topic.add(session, subscription)
         if topic is self.users:
             self._track(self._send_users(session, subscription))
 
-    def unsubscribe(self, session: StompSession, subscription: str) -> None:
+    def unsubscribe(self, session: Subscriber, subscription: str) -> None:
         user: ChatUser = session.principal
         destination = session.subscriptions.get(subscription)
         if destination == ERRORS_QUEUE:
             user.error_subscriptions.discard(subscription)
             return
-        self._replaying.pop((session, subscription), None)
-        self._awaiting_feed.pop((session, subscription), None)
+        replay = self._replays.get(session)
+        if replay is not None and replay.subscription == subscription:
+            self._cancel_replay(session)
         topic = self._topics.get(destination or "")
         if topic is not None:
             topic.remove(session, subscription)
 
-    def send(self, session: StompSession, destination: str, body: bytes) -> Deferred[bool]:
+    def send(self, session: Subscriber, destination: str, body: bytes, receipt: str | None = None) -> Deferred[bool]:
         user: ChatUser = session.principal
         try:
             if destination == SEND_MESSAGE:
                 if not user.messages.take():
                     raise ApplicationError("RATE_LIMITED", "too many messages; slow down")
                 content = parse_chat_content(body, self.config.max_content)
-                return self._send_chat(session, user, content)
+                return self._send_chat(session, user, content, receipt)
             if destination == SEND_TYPING:
                 typing = parse_typing(body)
                 if user.typing_updates.take():
                     self._set_typing(user, typing)
                 return succeed(True)
         except ApplicationError as error:
-            self._report(session, user, error)
+            self._report(session, user, error, receipt)
             return succeed(False)
         raise DestinationError(f"cannot send to {destination}")
 
     # -- chat ---------------------------------------------------------------
 
-    def _send_chat(self, session: StompSession, user: ChatUser, content: str) -> Deferred[bool]:
+    def _send_chat(self, session: Subscriber, user: ChatUser, content: str, receipt: str | None) -> Deferred[bool]:
         d = self.buffer.append(ChatMessage(MessageType.CHAT, user.name, content, self._now_ms()))
 
         def stored(_: object) -> bool:
@@ -249,101 +262,104 @@ class ChatRoom:
 
         def failed(failure: Failure) -> bool:
             if failure.check(ValueError):
-                self._report(session, user, ApplicationError("INVALID_TEXT", "content must be valid Unicode text"))
+                self._report(session, user, ApplicationError("INVALID_TEXT", "content must be valid Unicode text"),
+                             receipt)
                 return False
             failure.trap(BufferUnavailable)
             log.debug("message not buffered: {error}", error=failure.getErrorMessage())  # the buffer logs outages
-            self._report(session, user, ApplicationError("NOT_STORED", "the message could not be stored; send it again"))
+            self._report(session, user, ApplicationError("NOT_STORED", "the message could not be stored; send it again"),
+                         receipt)
             return False
 
         return d.addCallbacks(stored, failed)
 
-    def _append(self, message: ChatMessage) -> None:
-        d = self.buffer.append(message)
-        d.addErrback(lambda f: log.failure("could not buffer {type} of a session", failure=f, type=message.type.value))
-        self._track(d)
+    def _append_until_stored(self, message: ChatMessage) -> None:
+        """A LEAVE must be stored however long the buffer is away: every
+        user gets exactly one. Retried with back-off (until shutdown gives up)."""
+        self._track(Deferred.fromCoroutine(self._append_retrying(message)))
+
+    async def _append_retrying(self, message: ChatMessage) -> None:
+        delay = 0.25
+        while True:
+            try:
+                await self.buffer.append(message)
+                return
+            except BufferUnavailable:
+                pass
+            except Exception:
+                log.failure("could not buffer the {type} of a session", type=message.type.value)
+                return
+            if self._draining and self._gave_up:
+                log.error("gave up buffering a {type} at shutdown: the buffer is unreachable", type=message.type.value)
+                return
+            await deferLater(self.clock, delay)
+            delay = min(delay * 2, MAX_RETRY_DELAY)
 
     def on_feed(self, messages: Sequence[ChatMessage]) -> int:
         """The buffer's ordered feed: fan each message out; returns deliveries."""
-        for held in self._replaying.values():
-            held.extend(messages)
-        deliveries = self.chat.publish_batch([(m.id, m.to_json()) for m in messages])
-        if any(m.type is not MessageType.CHAT for m in messages):
-            self._publish_users()
+        bodies = [(m.id, m.to_json()) for m in messages]
+        deliveries = self.chat.publish_batch(bodies)
+        # After the topic: a replay that goes live here must not get this
+        # batch from the topic too.
+        if self._replays and messages:
+            fed = [(id_key(message_id), message_id, body) for message_id, body in bodies]
+            for session, replay in list(self._replays.items()):
+                replay.on_feed(fed)
+                if replay.cancelled:  # cut as too slow
+                    del self._replays[session]
         if messages:
-            self._fed_up_to = fed = id_key(messages[-1].id)
-            for key, read in list(self._awaiting_feed.items()):
-                if fed >= id_key(read):
-                    self._go_live(key, read)
+            self._fed_up_to = id_key(messages[-1].id)
+            if any(m.type is not MessageType.CHAT for m in messages):
+                self._users_changed()
         return deliveries
 
-    async def _replay(self, session: StompSession, subscription: str, since: str) -> None:
-        key = (session, subscription)
-        cursor = since
-        read: str | None = None  # the newest id the replay read
+    # -- resume -------------------------------------------------------------------
+
+    def _start_replay(self, session: Subscriber, subscription: str, since: str) -> None:
         try:
-            while key in self._replaying:
-                page = await self.buffer.read_after(cursor, REPLAY_PAGE)
-                caught_up = page is not None and len(page) < REPLAY_PAGE
-                if page is None:
-                    # Older than the buffer holds: from the archive, but only
-                    # up to the trim point. Past it another node may have
-                    # archived a later batch before an earlier one, and the
-                    # buffer still holds everything there.
-                    trimmed = await self.buffer.trim_point()
-                    archived = await self.archive.read_after(cursor, REPLAY_PAGE) if self.archive else []
-                    page = [m for m in archived if trimmed is None or id_key(m.id) <= id_key(trimmed)]
-                    if not page:
-                        if trimmed is None:
-                            break  # nothing was trimmed after all: nothing to replay
-                        # Trimmed yet not archived cannot happen (trimming
-                        # follows archiving); should it, go on from the buffer.
-                        log.warn("replay found the archive short of the trim point {trimmed}", trimmed=trimmed)
-                        cursor = trimmed
-                        continue
-                for message in page:
-                    # Paced by the socket: a long gap must not overflow the
-                    # client's send buffer and get it cut as too slow.
-                    await session.when_writable()
-                    if key not in self._replaying or session.state is not State.CONNECTED:
-                        return
-                    self.chat.send_to(session, subscription, message.id, message.to_json())
-                if page:
-                    cursor = read = page[-1].id
-                if caught_up:
-                    break
-        except Exception:
-            log.failure("replay after {since} failed", since=since)
+            id_key(since)
+        except ValueError:
+            raise DestinationError(f"invalid {SINCE_HEADER} header") from None
+        replay = HistoryReplay(session, subscription, since, destination=CHAT_TOPIC, buffer=self.buffer,
+                               archive=self.archive, limit=self.config.max_replay,
+                               fed_up_to=lambda: self._fed_up_to, go_live=self._replay_done)
+        if not session.budget.claim_replay(replay):
+            raise DestinationError("a resume is already running on this connection")
+        self._replays[session] = replay
+        d = Deferred.fromCoroutine(replay.run())
+        d.addErrback(self._replay_failed, session)
+        self._track(d)
+
+    def _replay_failed(self, failure: Failure, session: Subscriber) -> None:
+        if not failure.check(ReplayFailed):
+            log.failure("replay failed", failure=failure)
+        if session.is_open:
             self._report(session, session.principal, ApplicationError("REPLAY_FAILED", "history could not be replayed"))
-        if key not in self._replaying:
-            return
-        fed = self._fed_up_to
-        if read is not None and session.state is State.CONNECTED and (fed is None or fed < id_key(read)):
-            self._awaiting_feed[key] = read  # on_feed calls _go_live
-            return
-        self._go_live(key, cursor)
 
-    def _go_live(self, key: tuple[StompSession, str], cursor: str) -> None:
-        """The held live messages past ``cursor``, then the topic."""
-        session, subscription = key
-        self._awaiting_feed.pop(key, None)
-        held = self._replaying.pop(key, None)
-        if held is None or session.state is not State.CONNECTED:
-            return
-        last = id_key(cursor)
-        for message in held:
-            if id_key(message.id) > last:
-                self.chat.send_to(session, subscription, message.id, message.to_json())
-        self.chat.add(session, subscription)
+    def _replay_done(self, replay: HistoryReplay) -> None:
+        session = replay.subscriber
+        if self._replays.get(session) is replay:
+            del self._replays[session]
+        if session.is_open:
+            self.chat.add(session, replay.subscription)
 
-    def _report(self, session: StompSession, user: ChatUser, error: ApplicationError) -> None:
+    def _cancel_replay(self, session: Subscriber) -> None:
+        replay = self._replays.pop(session, None)
+        if replay is not None:
+            replay.cancel()
+
+    def _report(self, session: Subscriber, user: ChatUser, error: ApplicationError,
+                receipt: str | None = None) -> None:
+        """An application error on /user/queue/errors; one that answers a
+        frame asking for a receipt names it, so the client stops waiting."""
         self.refused[error.code] += 1
         log.info("application error {code} for session {session}", code=error.code, session=session.session_id)
         if not user.error_subscriptions:
             return
-        body = error.to_json()
+        body = error.to_json(receipt)
+        extra = (("receipt-id", receipt),) if receipt is not None else ()
         for subscription in user.error_subscriptions:
-            send_one(session, ERRORS_QUEUE, subscription, self._event_id(), body)
+            send_one(session, ERRORS_QUEUE, subscription, self._event_id(), body, extra)
 
     def _event_id(self) -> str:
         return f"{self._event_prefix}-{next(self._event_ids)}"
@@ -363,32 +379,78 @@ class ChatRoom:
 
     # -- online users -----------------------------------------------------------
 
-    def _users_body(self) -> Deferred[bytes]:
-        def render(online: list[tuple[str, int]]) -> bytes:
-            users = [{"name": name, "since": iso_timestamp(since)} for name, since in online]
-            return json.dumps({"users": users, "count": len(users)}, ensure_ascii=False).encode("utf-8")
-
-        return self.presence.online().addCallback(render)
+    def _users_changed(self) -> None:
+        """Someone joined or left: the list goes out at most once per
+        ``users_interval``, always the latest."""
+        self._users_cache = None
+        self._users_generation += 1
+        if not len(self.users) or self._users_timer is not None:
+            return
+        wait = self._users_published_at + self.config.users_interval - self.clock.seconds()
+        if wait <= 0:
+            self._publish_users()
+        else:
+            self._users_timer = self.clock.callLater(wait, self._publish_users)
 
     def _publish_users(self) -> None:
+        self._users_timer = None
+        self._users_published_at = self.clock.seconds()
         if len(self.users):
             d = self._users_body().addCallback(lambda body: self.users.publish(self._event_id(), body))
             d.addErrback(lambda f: log.failure("could not publish the online list", failure=f))
 
-    def _send_users(self, session: StompSession, subscription: str) -> Deferred[object]:
+    def _users_body(self) -> Deferred[bytes]:
+        """The online list rendered once per change (and at most a second
+        old), shared by everyone who asks meanwhile."""
+        if self._users_cache is not None and self.clock.seconds() - self._users_cached_at < USERS_CACHE_SECONDS:
+            return succeed(self._users_cache)
+        waiter: Deferred[bytes] = Deferred()
+        if self._users_waiters is not None:
+            self._users_waiters.append(waiter)
+            return waiter
+        self._users_waiters = [waiter]
+        generation = self._users_generation
+
+        def render(online: list[tuple[str, int]]) -> bytes:
+            users = [{"name": name, "since": iso_timestamp(since)} for name, since in online]
+            body = json.dumps({"users": users, "count": len(users)}, ensure_ascii=False).encode("utf-8")
+            if generation == self._users_generation:
+                self._users_cache, self._users_cached_at = body, self.clock.seconds()
+            return body
+
+        def answer(result: bytes | Failure) -> None:
+            waiters, self._users_waiters = self._users_waiters or [], None
+            for d in waiters:
+                d.callback(result)
+
+        self.presence.online().addCallback(render).addBoth(answer)
+        return waiter
+
+    def _send_users(self, session: Subscriber, subscription: str) -> Deferred[object]:
         d = self._users_body().addCallback(lambda body: self.users.send_to(session, subscription, self._event_id(), body))
         return d.addErrback(lambda f: log.failure("could not send the online list", failure=f))
 
     # -- shutdown ---------------------------------------------------------------
 
-    def shutdown(self) -> Deferred[None]:
-        """Close every session (their LEAVEs are appended) and wait for the
-        work in flight to reach the buffer."""
+    def shutdown(self, give_up_after: float = 10.0) -> Deferred[None]:
+        """Refuse new sessions, close every session (their LEAVEs are
+        appended) and wait for the work in flight to reach the buffer; a
+        LEAVE the buffer still refuses after ``give_up_after`` seconds is
+        logged as lost."""
+        self._draining = True
+        if self._users_timer is not None and self._users_timer.active():
+            self._users_timer.cancel()
+        self._users_timer = None
         for session in list(self._sessions):
             self.disconnected(session)
             session.close("server-shutdown")
-        return Deferred.fromCoroutine(self._settle())
+        give_up = self.clock.callLater(give_up_after, setattr, self, "_gave_up", True)
+        return Deferred.fromCoroutine(self._settle(give_up))
 
-    async def _settle(self) -> None:
+    _gave_up = False
+
+    async def _settle(self, give_up: IDelayedCall) -> None:
         while self._in_flight:
             await DeferredList(list(self._in_flight), consumeErrors=True)
+        if give_up.active():
+            give_up.cancel()

@@ -1,0 +1,148 @@
+"""Resuming ``/topic/chat`` from ``x-since-id``: the replay, then live.
+
+A replay races three things: the live feed (with Redis another
+connection, which may lag or lead what the replay read), the subscriber's
+socket (the replay is paced by it) and the client itself (UNSUBSCRIBE, or
+a new SUBSCRIBE with the same id). Each replay is one object with its own
+state, so a stale one can only ever cancel itself, never consume another
+subscription's held messages.
+
+It is bounded: at most ``limit`` messages (the newest of what was missed;
+the first then carries ``x-resume-gap:true``), read with at most two
+reads, and the live messages held meanwhile are charged to the
+subscriber's budget, which cuts a client that stops reading.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from twisted.logger import Logger
+
+from anonchat.chat.fanout import send_one
+from anonchat.chat.message import ChatMessage, id_key
+from anonchat.chat.ports import IMessageArchive, IMessageBuffer
+from anonchat.chat.subscriber import Subscriber
+
+log = Logger()
+
+GAP_HEADER = (("x-resume-gap", "true"),)
+
+IdKey = tuple[int, int]
+
+
+class ReplayFailed(Exception):
+    """History could not be read; the subscriber goes live regardless."""
+
+
+class HistoryReplay:
+    def __init__(self, subscriber: Subscriber, subscription: str, since: str, *, destination: str,
+                 buffer: IMessageBuffer, archive: IMessageArchive | None, limit: int,
+                 fed_up_to: Callable[[], IdKey | None], go_live: Callable[[HistoryReplay], None]) -> None:
+        self.subscriber = subscriber
+        self.subscription = subscription
+        self.since = since
+        self.destination = destination
+        self._buffer = buffer
+        self._archive = archive
+        self._limit = limit
+        self._fed_up_to = fed_up_to
+        self._go_live = go_live
+        #: Live (id key, id, body) that came through the feed meanwhile.
+        self._held: list[tuple[IdKey, str, bytes]] = []
+        self._last_sent: IdKey = id_key(since)
+        #: The newest id the replay read, until the feed has passed it.
+        self._awaiting: IdKey | None = None
+        self.cancelled = False
+        self.finished = False
+
+    # -- what the room calls ------------------------------------------------------
+
+    def on_feed(self, fed: Sequence[tuple[IdKey, str, bytes]]) -> None:
+        """Live messages: hold them (charged to the subscriber's budget)
+        and go live once the feed has passed what the replay read."""
+        if self.cancelled or self.finished:
+            return
+        budget = self.subscriber.budget
+        for item in fed:
+            self._held.append(item)
+            if not budget.hold(len(item[2])):
+                log.info("closing a resuming subscriber that stopped reading")
+                self.subscriber.close("slow-consumer")
+                self.cancel()
+                return
+        if self._awaiting is not None and fed and fed[-1][0] >= self._awaiting:
+            self._finish()
+
+    def cancel(self) -> None:
+        """UNSUBSCRIBE, disconnect or a slow client: drop everything."""
+        self.cancelled = True
+        self._held = []
+        self.subscriber.budget.release_replay(self)
+
+    async def run(self) -> None:
+        try:
+            messages, gap = await self._read()
+        except Exception as e:
+            if self.cancelled:
+                return
+            log.warn("replay after {since} failed: {error}", since=self.since, error=type(e).__name__)
+            self._finish()
+            raise ReplayFailed() from None
+        for index, message in enumerate(messages):
+            # Paced by the socket: a long gap must not overflow the client's
+            # send buffer and get it cut as too slow.
+            await self.subscriber.when_writable()
+            if self.cancelled or not self.subscriber.is_open:
+                return
+            extra = GAP_HEADER if gap and index == 0 else ()
+            send_one(self.subscriber, self.destination, self.subscription, message.id, message.to_json(), extra)
+            self._last_sent = id_key(message.id)
+        if self.cancelled:
+            return
+        fed = self._fed_up_to()
+        if messages and (fed is None or fed < self._last_sent):
+            self._awaiting = self._last_sent  # on_feed finishes
+            return
+        self._finish()
+
+    # -- inside -------------------------------------------------------------------
+
+    async def _read(self) -> tuple[list[ChatMessage], bool]:
+        """What was missed after ``since`` (at most ``limit``, the newest),
+        and whether more was missed than that."""
+        limit = self._limit
+        after = await self._buffer.read_after(self.since, limit + 1)
+        if after is not None:
+            if len(after) <= limit:
+                return after, False
+            return await self._buffer.read_before(None, limit), True
+        # Older than the buffer holds. Everything older than the buffer's
+        # oldest entry is archived (trimming never passes an unarchived
+        # one), so the archive is read only below it: no hole even when
+        # another node archived a later batch before an earlier one.
+        tail = await self._buffer.read_before(None, limit + 1)
+        if len(tail) > limit:
+            return tail[1:], True
+        if self._archive is None:
+            return tail, False
+        since = id_key(self.since)
+        older = await self._archive.read_before(tail[0].id if tail else None, limit + 1 - len(tail))
+        missed = [m for m in older if id_key(m.id) > since] + tail
+        if len(missed) > limit:
+            return missed[-limit:], True
+        return missed, False
+
+    def _finish(self) -> None:
+        """The held live messages past what was sent, then the topic."""
+        if self.cancelled or self.finished:
+            return
+        self.finished = True
+        held, self._held = self._held, []
+        self.subscriber.budget.release_replay(self)
+        if self.subscriber.is_open:
+            last = self._last_sent
+            for key, message_id, body in held:
+                if key > last:
+                    send_one(self.subscriber, self.destination, self.subscription, message_id, body)
+        self._go_live(self)

@@ -1,0 +1,175 @@
+"""HistoryReplay through the room: bounds, the one-replay rule, and the
+races with the client (re-subscribe, unsubscribe) and a stalled socket."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+
+from anonchat.chat.message import ChatMessage, MessageType
+from anonchat.chat.room import ChatRoom, RoomConfig
+from anonchat.stomp.session import SessionLimits, StompSession
+from anonchat.stomp.transport import ClientInfo
+from anonchat.store.memory import InMemoryBuffer
+from tests.stompfakes import FakeTransport, frame
+from tests.test_chat_room import Client, FakeArchive, RoomTestCase
+
+
+class StallingTransport(FakeTransport):
+    """A client whose socket fills up: when_writable waits until ``drain``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalled = False
+        self._waiting: list[Deferred[None]] = []
+
+    def when_writable(self) -> Deferred[None]:
+        if not self.stalled:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def drain(self) -> None:
+        self.stalled = False
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+
+class ReplayTestCase(RoomTestCase):
+    max_replay = 1000
+    max_held_bytes = 524288
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.buffer = InMemoryBuffer(self.clock, retain=5)
+        self.archived: list[Any] = []
+        self.room = ChatRoom(self.buffer, self.presence, self.clock,
+                             RoomConfig(rate_limit=0, max_replay=self.max_replay),
+                             rng=random.Random(9), archive=FakeArchive(self.archived))
+        self.buffer.add_listener(self.room.on_feed)
+
+    def append(self, n: int, flush: bool = True) -> list[str]:
+        ids = []
+        for i in range(n):
+            self.clock.advance(0.001)
+            ids.append(self.successResultOf(self.buffer.append(
+                ChatMessage(MessageType.CHAT, "익명-10000", f"m{len(self.archived) + i}", 1))).id)
+        if flush:
+            batch = self.successResultOf(self.buffer.claim_batch(10_000))
+            self.archived.extend(batch)
+            self.successResultOf(self.buffer.acknowledge([m.id for m in batch]))
+        return ids
+
+    def stalled_client(self) -> tuple[Client, StallingTransport]:
+        client = Client.__new__(Client)
+        transport = StallingTransport()
+        client.transport = transport
+        client.session = StompSession(transport, ClientInfo("127.0.0.1", "fake"), self.room, self.clock, "st",
+                                      SessionLimits(max_held_bytes=self.max_held_bytes))
+        self.clients.append(client)
+        client.session.data_received(frame("CONNECT", accept_version="1.2", heart_beat="0,0"))
+        transport.take()
+        return client, transport
+
+    def resume(self, client: Client, since: str, sub: str = "sub-0") -> None:
+        client.feed(frame("SUBSCRIBE", id=sub, destination="/topic/chat", **{"x_since_id": since}))
+
+    def chats(self, client: Client) -> list[str]:
+        client.pull()
+        return [m["content"] for m in client.messages() if m["type"] == "CHAT"]
+
+
+class BoundTests(ReplayTestCase):
+    max_replay = 10
+
+    def test_a_client_that_missed_more_gets_the_newest_and_a_gap_flag(self) -> None:
+        first = self.append(1)[0]
+        bob = Client(self)
+        self.append(30)
+        self.resume(bob, first)
+        frames = [f for f in bob.pull() if f.command == "MESSAGE"]
+        replayed = [json.loads(f.body)["content"] for f in frames]
+        self.assertEqual(replayed[:10], [f"m{n}" for n in range(21, 31)])
+        self.assertEqual(frames[0].get("x-resume-gap"), "true")
+        self.assertEqual([f.get("x-resume-gap") for f in frames[1:]], [None] * (len(frames) - 1))
+
+    def test_the_gap_flag_also_when_the_buffer_alone_holds_too_many(self) -> None:
+        first = self.append(1)[0]
+        self.append(25, flush=False)
+        bob = Client(self)
+        self.resume(bob, first)
+        frames = [f for f in bob.pull() if f.command == "MESSAGE"]
+        # the newest ten: bob's own JOIN is the last of them
+        self.assertEqual([json.loads(f.body)["content"] for f in frames][:10], [f"m{n}" for n in range(17, 26)] + [""])
+        self.assertEqual(frames[0].get("x-resume-gap"), "true")
+
+    def test_no_gap_flag_when_everything_missed_fits(self) -> None:
+        first = self.append(1)[0]
+        bob = Client(self)
+        self.append(9)  # with bob's JOIN: ten missed, as many as a replay gives
+        self.resume(bob, first)
+        frames = [f for f in bob.pull() if f.command == "MESSAGE"]
+        self.assertEqual([json.loads(f.body)["content"] for f in frames], [""] + [f"m{n}" for n in range(1, 10)])
+        self.assertIsNone(frames[0].get("x-resume-gap"))
+
+
+class OneReplayTests(ReplayTestCase):
+    def test_a_second_resume_while_one_runs_is_a_protocol_error(self) -> None:
+        first = self.append(1)[0]
+        self.append(20)
+        bob, transport = self.stalled_client()
+        transport.stalled = True
+        self.resume(bob, first, "a")
+        self.resume(bob, first, "b")
+        self.assertEqual(transport.take()[-1].command, "ERROR")
+        self.assertTrue(transport.closed)
+
+    def test_unsubscribe_cancels_and_an_immediate_resubscribe_with_the_same_id_loses_nothing(self) -> None:
+        """A React component that remounts with a fixed sub-0."""
+        first = self.append(1)[0]
+        self.append(20)
+        bob, transport = self.stalled_client()
+        transport.stalled = True
+        self.resume(bob, first)
+        bob.feed(frame("UNSUBSCRIBE", id="sub-0"))
+        self.resume(bob, first)
+        alice = Client(self)
+        alice.say({"content": "live"})
+        transport.drain()
+        alice.say({"content": "later"})
+        self.assertEqual(self.chats(bob), [f"m{n}" for n in range(1, 21)] + ["live", "later"])
+        self.assertFalse(transport.closed)
+
+    def test_a_finished_replay_frees_the_slot(self) -> None:
+        first = self.append(1)[0]
+        self.append(3)
+        bob = Client(self)
+        self.resume(bob, first, "a")
+        self.resume(bob, first, "b")
+        self.assertFalse(bob.transport.closed)
+        self.assertEqual(self.chats(bob), [f"m{n}" for n in range(1, 4)] * 2)
+
+
+class StalledResumeTests(ReplayTestCase):
+    max_held_bytes = 4096
+
+    def test_a_resuming_client_that_stops_reading_is_cut_once_held_messages_pass_its_send_buffer(self) -> None:
+        first = self.append(1)[0]
+        self.append(20)
+        bob, transport = self.stalled_client()
+        transport.stalled = True
+        self.resume(bob, first)
+        alice = Client(self)
+        for n in range(200):
+            alice.say({"content": "x" * 50})
+            if transport.closed:
+                break
+        self.assertTrue(transport.closed)
+        self.assertLess(n, 60)
+        self.assertEqual(bob.session.close_reason, "slow-consumer")
+        self.assertEqual(self.room._replays, {})
