@@ -8,12 +8,15 @@ against every implementation (tests/buffer_contract.py, archive_contract.py).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from twisted.internet.defer import Deferred
 from zope.interface import Interface
 
 from anonchat.chat.message import ChatMessage
+
+if TYPE_CHECKING:
+    from anonchat.chat.moderation import Report, ReportSummary, Sanction
 
 FeedListener = Callable[[Sequence[ChatMessage]], None]
 ReapedListener = Callable[[Sequence[str]], None]
@@ -134,3 +137,59 @@ class IRelay(Interface):
 
     def stop() -> Deferred[None]:
         """Disconnect."""
+
+
+class IModerationStore(Interface):
+    """Moderation state every node shares: sanctions (bans, mutes), slow
+    mode, reports, deleted message ids and the key that makes client ids.
+    Redis when Redis is used, the SQL database on the embedded defaults,
+    so it survives a node restart. Times are epoch milliseconds."""
+
+    def start() -> Deferred[None]:
+        """Connect (and create tables); fires when ready."""
+
+    def stop() -> Deferred[None]:
+        """Disconnect."""
+
+    def client_key() -> Deferred[bytes]:
+        """The secret every node uses to turn an address into a client id
+        (made once, by whichever node asks first, then shared)."""
+
+    def add_sanction(sanction: Sanction) -> Deferred[Sanction]:
+        """Store a ban or mute; fires with it carrying its new id."""
+
+    def sanctions(kind: str, now_ms: int) -> Deferred[list[Sanction]]:
+        """The ``kind`` ("ban" or "mute") sanctions in force at ``now_ms``,
+        newest first (expired ones are gone)."""
+
+    def lift_sanction(kind: str, sanction_id: str) -> Deferred[Sanction | None]:
+        """Remove one; fires with it, or None if there was none."""
+
+    def set_slow_mode(seconds: int) -> Deferred[None]:
+        """Room-wide: one chat message per user per ``seconds`` (0 = off)."""
+
+    def slow_mode() -> Deferred[int]:
+        """The slow-mode interval in seconds (0 = off)."""
+
+    def add_report(report: Report) -> Deferred[bool]:
+        """One user's report of one message; False if that reporter already
+        reported that message."""
+
+    def reports() -> Deferred[list[ReportSummary]]:
+        """Reported messages, newest report first, with their counts."""
+
+    def dismiss_report(message_id: str) -> Deferred[bool]:
+        """Forget the reports of one message; False if there were none."""
+
+    def set_name_client(name: str, client: str | None) -> Deferred[None]:
+        """Which client holds nickname ``name`` now (None: nobody), so a
+        moderator on any node can act on a name."""
+
+    def name_clients(names: Sequence[str]) -> Deferred[dict[str, str]]:
+        """The clients of those names that have one."""
+
+    def mark_deleted(message_id: str) -> Deferred[bool]:
+        """Remember a deleted message; False if it already was."""
+
+    def deleted_among(message_ids: Sequence[str]) -> Deferred[set[str]]:
+        """Which of these ids were deleted."""
