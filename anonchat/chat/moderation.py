@@ -101,3 +101,18 @@ class BlockedWords:
             return False
         text = normalize(content)
         return any(word in text for word in self.words)
+
+
+@attrs.frozen
+class LogEntry:
+    """One moderation action, as the audit log and ``moderation_log`` keep it."""
+
+    action: str
+    target: str
+    reason: str
+    created_ms: int
+    id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "action": self.action, "target": self.target, "reason": self.reason,
+                "at": iso_timestamp(self.created_ms)}

@@ -16,7 +16,7 @@ from zope.interface import Interface
 from anonchat.chat.message import ChatMessage
 
 if TYPE_CHECKING:
-    from anonchat.chat.moderation import Report, ReportSummary, Sanction
+    from anonchat.chat.moderation import LogEntry, Report, ReportSummary, Sanction
 
 FeedListener = Callable[[Sequence[ChatMessage]], None]
 ReapedListener = Callable[[Sequence[str]], None]
@@ -193,3 +193,21 @@ class IModerationStore(Interface):
 
     def deleted_among(message_ids: Sequence[str]) -> Deferred[set[str]]:
         """Which of these ids were deleted."""
+
+
+class IModerationLog(Interface):
+    """The audit log of moderation actions: the archive's ``moderation_log``
+    table, whichever store holds the moderation state."""
+
+    def start() -> Deferred[None]:
+        """Create the table if needed."""
+
+    def stop() -> Deferred[None]:
+        """Close."""
+
+    def record(entry: LogEntry) -> Deferred[LogEntry]:
+        """Append one action; fires with it carrying its id. Fails with
+        ArchiveUnavailable when the database cannot take it now."""
+
+    def newest(limit: int) -> Deferred[list[LogEntry]]:
+        """The newest ``limit`` actions, newest first."""
