@@ -23,9 +23,9 @@ NICKNAME = re.compile(r"^익명-\d{5}$")
 
 
 class Client:
-    def __init__(self, test: RoomTestCase, name_hint: str = "") -> None:
+    def __init__(self, test: RoomTestCase, name_hint: str = "", address: str = "127.0.0.1") -> None:
         self.transport = FakeTransport()
-        self.session = StompSession(self.transport, ClientInfo("127.0.0.1", "fake"), test.room, test.clock,
+        self.session = StompSession(self.transport, ClientInfo(address, "fake"), test.room, test.clock,
                                     f"s{len(test.clients)}", SessionLimits())
         test.clients.append(self)
         self.session.data_received(frame("CONNECT", accept_version="1.2", heart_beat="0,0"))

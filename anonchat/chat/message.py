@@ -19,6 +19,8 @@ class MessageType(str, Enum):
     CHAT = "CHAT"
     JOIN = "JOIN"
     LEAVE = "LEAVE"
+    #: A moderator removed the message whose id is the DELETE's target.
+    DELETE = "DELETE"
 
 
 #: Each part of an id fits a signed 64-bit integer (the archive's BIGINT,
@@ -57,7 +59,17 @@ class ChatMessage:
     def with_id(self, message_id: str) -> ChatMessage:
         return attrs.evolve(self, id=message_id)
 
+    @classmethod
+    def deletion(cls, target_id: str, created_ms: int) -> ChatMessage:
+        """A DELETE: stores keep its target id where content goes (no
+        schema of any store changes); on the wire content is empty and
+        the id is ``target``."""
+        return cls(MessageType.DELETE, "", target_id, created_ms)
+
     def to_dict(self) -> dict[str, Any]:
+        if self.type is MessageType.DELETE:
+            return {"id": self.id, "type": "DELETE", "sender": self.sender, "content": "", "target": self.content,
+                    "timestamp": iso_timestamp(self.created_ms)}
         return {
             "id": self.id,
             "type": self.type.value,

@@ -12,6 +12,8 @@ from typing import Any
 
 import attrs
 
+from anonchat.chat.message import id_key
+
 
 @attrs.frozen
 class ApplicationError(Exception):
@@ -19,9 +21,11 @@ class ApplicationError(Exception):
 
     code: str
     message: str
+    #: Extra fields of the error body (``until``, ``retry_after``).
+    details: dict[str, Any] = attrs.field(factory=dict, hash=False)
 
     def to_json(self, receipt: str | None = None) -> bytes:
-        body: dict[str, str] = {"code": self.code, "message": self.message}
+        body: dict[str, Any] = {"code": self.code, "message": self.message, **self.details}
         if receipt is not None:
             body["receipt"] = receipt
         return json.dumps(body, ensure_ascii=False).encode("utf-8")
@@ -46,11 +50,16 @@ def parse_chat_content(body: bytes, max_content: int) -> str:
         raise ApplicationError("EMPTY_CONTENT", "content must not be empty")
     if len(content) > max_content:
         raise ApplicationError("CONTENT_TOO_LONG", f"content is limited to {max_content} characters")
-    try:
-        content.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ApplicationError("INVALID_TEXT", "content must be valid Unicode text") from None
+    _check_text(content)
     return content
+
+
+def _check_text(text: str) -> None:
+    """Refuse what cannot be stored as UTF-8 (a lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApplicationError("INVALID_TEXT", "text must be valid Unicode") from None
 
 
 def parse_typing(body: bytes) -> bool:
@@ -59,3 +68,19 @@ def parse_typing(body: bytes) -> bool:
     if not isinstance(typing, bool):
         raise ApplicationError("INVALID_TYPING", "typing must be true or false")
     return typing
+
+
+def parse_report(body: bytes) -> tuple[str, str]:
+    """A user's report: ``{"id": MESSAGE_ID, "reason": "..."}``."""
+    value = _json_object(body)
+    message_id, reason = value.get("id"), value.get("reason", "")
+    if not isinstance(message_id, str):
+        raise ApplicationError("INVALID_REPORT", "a report needs the message id")
+    try:
+        id_key(message_id)
+    except ValueError:
+        raise ApplicationError("INVALID_REPORT", "a report needs the message id") from None
+    if not isinstance(reason, str) or len(reason) > 500:
+        raise ApplicationError("INVALID_REPORT", "the reason must be text of at most 500 characters")
+    _check_text(reason)
+    return message_id, reason

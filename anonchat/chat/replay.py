@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from anonchat.chat.fanout import send_one
@@ -38,6 +39,7 @@ class ReplayFailed(Exception):
 class HistoryReplay:
     def __init__(self, subscriber: Subscriber, subscription: str, since: str, *, destination: str,
                  buffer: IMessageBuffer, archive: IMessageArchive | None, limit: int,
+                 hidden: Callable[[Sequence[str]], Deferred[set[str]]],
                  fed_up_to: Callable[[], IdKey | None], go_live: Callable[[HistoryReplay], None]) -> None:
         self.subscriber = subscriber
         self.subscription = subscription
@@ -46,6 +48,7 @@ class HistoryReplay:
         self._buffer = buffer
         self._archive = archive
         self._limit = limit
+        self._hidden = hidden
         self._fed_up_to = fed_up_to
         self._go_live = go_live
         #: Live (id key, id, body) that came through the feed meanwhile.
@@ -83,6 +86,10 @@ class HistoryReplay:
     async def run(self) -> None:
         try:
             messages, gap = await self._read()
+            read_up_to = id_key(messages[-1].id) if messages else None
+            deleted = await self._hidden([m.id for m in messages])
+            if deleted:  # a moderator removed them: never replayed
+                messages = [m for m in messages if m.id not in deleted]
         except Exception as e:
             if self.cancelled:
                 return
@@ -100,8 +107,10 @@ class HistoryReplay:
             self._last_sent = id_key(message.id)
         if self.cancelled:
             return
+        if read_up_to is not None:
+            self._last_sent = max(self._last_sent, read_up_to)
         fed = self._fed_up_to()
-        if messages and (fed is None or fed < self._last_sent):
+        if read_up_to is not None and (fed is None or fed < self._last_sent):
             self._awaiting = self._last_sent  # on_feed finishes
             return
         self._finish()

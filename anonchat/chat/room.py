@@ -32,7 +32,8 @@ from anonchat.chat.nicknames import claim_nickname
 from anonchat.chat.ports import BufferUnavailable, IMessageArchive, IMessageBuffer, IPresence, IRelay
 from anonchat.chat.replay import HistoryReplay, ReplayFailed
 from anonchat.chat.subscriber import Subscriber
-from anonchat.chat.payload import ApplicationError, parse_chat_content, parse_typing
+from anonchat.chat.moderator import Moderator
+from anonchat.chat.payload import ApplicationError, parse_chat_content, parse_report, parse_typing
 from anonchat.ratelimit import TokenBucket
 from anonchat.chat.relay import LocalRelay
 from anonchat.stomp.application import DestinationError, IStompApplication, SessionRefused
@@ -46,6 +47,7 @@ USERS_TOPIC = "/topic/chat.users"
 ERRORS_QUEUE = "/user/queue/errors"
 SEND_MESSAGE = "/app/chat.sendMessage"
 SEND_TYPING = "/app/chat.typing"
+SEND_REPORT = "/app/chat.report"
 SINCE_HEADER = "x-since-id"
 #: How long a rendered online list may be served to new subscribers.
 USERS_CACHE_SECONDS = 1.0
@@ -80,14 +82,18 @@ class ChatUser:
     error_subscriptions: set[str] = attrs.Factory(set)
     typing_timer: IDelayedCall | None = None
     left: bool = False
+    #: The opaque moderation id of its address ("" without moderation).
+    client: str = ""
 
 
 @implementer(IStompApplication)
 class ChatRoom:
     def __init__(self, buffer: IMessageBuffer, presence: IPresence, clock: IReactorTime,
                  config: RoomConfig = RoomConfig(), rng: random.Random | None = None,
-                 archive: IMessageArchive | None = None, relay: IRelay | None = None) -> None:
+                 archive: IMessageArchive | None = None, relay: IRelay | None = None,
+                 moderator: Moderator | None = None) -> None:
         self.buffer = buffer
+        self.moderator = moderator
         self.archive = archive
         self.relay = relay or LocalRelay()
         self.presence = presence
@@ -118,6 +124,8 @@ class ChatRoom:
         self._event_prefix = f"e{self._rng.getrandbits(32):08x}"
         presence.set_reaped_listener(self._on_reaped)
         self.relay.set_listener(self._on_typing_event)
+        if moderator is not None:
+            moderator.set_ban_listener(self._close_banned)
 
     def _on_typing_event(self, body: bytes) -> None:
         self.typing.publish(self._event_id(), body)
@@ -147,6 +155,11 @@ class ChatRoom:
     async def _connect(self, session: StompSession) -> Mapping[str, str]:
         if self._draining:
             raise SessionRefused("the server is shutting down; connect again")
+        client = ""
+        if self.moderator is not None:
+            client = self.moderator.client_of(session.client.address)
+            if self.moderator.ban_of(client) is not None:
+                raise SessionRefused("this client is banned", "banned")
         now_ms = self._now_ms()
         try:
             name = await claim_nickname(self.presence, self.config.nickname_prefix, now_ms, self._rng)
@@ -162,7 +175,10 @@ class ChatRoom:
             since_ms=now_ms,
             messages=TokenBucket(self.clock, rate, 2 * rate),
             typing_updates=TokenBucket(self.clock, self.config.typing_rate, self.config.typing_rate),
+            client=client,
         )
+        if self.moderator is not None:
+            self._note_name(name, client)
         self._sessions[session] = None
         joined = self.buffer.append(ChatMessage(MessageType.JOIN, name, "", now_ms))
         self._track(joined)
@@ -193,6 +209,8 @@ class ChatRoom:
         # Released before the LEAVE is appended: every node refreshes its
         # online list when the LEAVE comes through the feed.
         leave = ChatMessage(MessageType.LEAVE, user.name, "", self._now_ms())
+        if self.moderator is not None:
+            self._note_name(user.name, None)
         released = self.presence.release(user.name)
         released.addErrback(lambda f: log.failure("could not release a nickname", failure=f))
         released.addCallback(lambda _: self._append_until_stored(leave))
@@ -240,7 +258,14 @@ class ChatRoom:
                 if not user.messages.take():
                     raise ApplicationError("RATE_LIMITED", "too many messages; slow down")
                 content = parse_chat_content(body, self.config.max_content)
+                if self.moderator is not None:
+                    refusal = self.moderator.check_chat(user.client, content)
+                    if refusal is not None:
+                        raise refusal
                 return self._send_chat(session, user, content, receipt)
+            if destination == SEND_REPORT:
+                message_id, reason = parse_report(body)
+                return Deferred.fromCoroutine(self._report_message(session, user, message_id, reason, receipt))
             if destination == SEND_TYPING:
                 typing = parse_typing(body)
                 if user.typing_updates.take():
@@ -321,7 +346,7 @@ class ChatRoom:
         except ValueError:
             raise DestinationError(f"invalid {SINCE_HEADER} header") from None
         replay = HistoryReplay(session, subscription, since, destination=CHAT_TOPIC, buffer=self.buffer,
-                               archive=self.archive, limit=self.config.max_replay,
+                               archive=self.archive, limit=self.config.max_replay, hidden=self.hidden,
                                fed_up_to=lambda: self._fed_up_to, go_live=self._replay_done)
         if not session.budget.claim_replay(replay):
             raise DestinationError("a resume is already running on this connection")
@@ -363,6 +388,65 @@ class ChatRoom:
 
     def _event_id(self) -> str:
         return f"{self._event_prefix}-{next(self._event_ids)}"
+
+    # -- moderation -----------------------------------------------------------
+
+    def _note_name(self, name: str, client: str | None) -> None:
+        assert self.moderator is not None
+        d = self.moderator.store.set_name_client(name, client)
+        d.addErrback(lambda f: log.warn("could not note a nickname's client: {error}", error=f.type.__name__))
+
+    def _close_banned(self, clients: set[str]) -> None:
+        """Every connection of a banned client, on this node, goes (each
+        with its LEAVE)."""
+        for session in list(self._sessions):
+            user: ChatUser = session.principal
+            if user.client in clients:
+                session.protocol_error("banned", "this client is banned", reason="banned")
+
+    async def find_message(self, message_id: str) -> ChatMessage | None:
+        """One message by id, from the buffer or else the archive."""
+        ms, seq = id_key(message_id)
+        before = f"{ms}-{seq - 1}" if seq else f"{ms - 1}-{2**63 - 1}"
+        if ms == 0 and seq == 0:
+            return None
+        page = await self.buffer.read_after(before, 1)
+        if page is None and self.archive is not None:
+            page = await self.archive.read_after(before, 1)
+        if page and page[0].id == message_id:
+            return page[0]
+        return None
+
+    async def _report_message(self, session: Subscriber, user: ChatUser, message_id: str, reason: str,
+                              receipt: str | None) -> bool:
+        from anonchat.chat.moderation import Report
+
+        assert self.moderator is not None
+        message = await self.find_message(message_id)
+        if message is None or message.type is MessageType.DELETE:
+            self._report(session, user, ApplicationError("NOT_FOUND", "no such message"), receipt)
+            return False
+        await self.moderator.store.add_report(Report(message_id, user.client, reason, self._now_ms()))
+        return True
+
+    async def delete_message(self, message_id: str) -> bool:
+        """A moderator removes a message: it is hidden from every read at
+        once, and a DELETE naming it goes through the buffer to every
+        subscriber, in order. False: no such message."""
+        assert self.moderator is not None
+        message = await self.find_message(message_id)
+        if message is None or message.type is MessageType.DELETE:
+            return False
+        if await self.moderator.store.mark_deleted(message_id):
+            self._append_until_stored(ChatMessage.deletion(message_id, self._now_ms()))
+            await self.moderator.record("delete", message_id, "")
+        return True
+
+    def hidden(self, message_ids: Sequence[str]) -> Deferred[set[str]]:
+        """Which of these messages a moderator deleted."""
+        if self.moderator is None or not message_ids:
+            return succeed(set())
+        return self.moderator.store.deleted_among(message_ids)
 
     # -- typing ---------------------------------------------------------------
 

@@ -43,3 +43,7 @@ class Subscriber(Protocol):
 
     def close(self, reason: str) -> None:
         """Close it from the server side."""
+
+    def protocol_error(self, message: str, detail: str = "", *, receipt_id: str | None = None,
+                       extra: tuple[tuple[str, str], ...] = (), reason: str = "protocol-error") -> None:
+        """One ``ERROR`` frame, then close."""

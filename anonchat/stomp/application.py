@@ -23,7 +23,12 @@ class DestinationError(Exception):
 
 class SessionRefused(Exception):
     """The application cannot open this session now (its reason is safe to
-    send to the client); the session answers with ``ERROR`` and closes."""
+    send to the client); the session answers with ``ERROR`` (whose
+    ``message`` header is ``message``) and closes."""
+
+    def __init__(self, detail: str, message: str = "connection refused") -> None:
+        super().__init__(detail)
+        self.message = message
 
 
 class IStompApplication(Interface):

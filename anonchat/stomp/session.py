@@ -327,13 +327,13 @@ class StompSession:
         self._pump()
 
     def _connect_failed(self, failure: Failure) -> None:
-        detail = "the server could not open this session"
-        if failure.check(SessionRefused):
-            detail = str(failure.value)
+        detail, message = "the server could not open this session", "connection refused"
+        if isinstance(failure.value, SessionRefused):
+            detail, message = str(failure.value), failure.value.message
         else:
             log.failure("application failed to open a STOMP session", failure=failure)
         if self.state is State.CONNECTING:
-            self.protocol_error("connection refused", detail, reason="connect-failed")
+            self.protocol_error(message, detail, reason="connect-failed")
 
     def _on_send(self, frame: Frame) -> None:
         destination = self._require(frame, "destination")
