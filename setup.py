@@ -21,6 +21,8 @@ setup(
         "service-identity>=24.1",
         "zope.interface>=6",
         "prometheus-client>=0.20",
+        # signed access tokens (HS256, and RS256/ES256 with cryptography)
+        "PyJWT[crypto]>=2.8",
     ],
     extras_require={
         "test": ["hypothesis>=6.100"],

@@ -23,7 +23,7 @@ class FakeApp:
         self.hold_sends = False
         self.hold_connect: Deferred[Mapping[str, str]] | None = None
 
-    def connect(self, session: StompSession) -> Deferred[Mapping[str, str]]:
+    def connect(self, session: StompSession, headers: Mapping[str, str]) -> Deferred[Mapping[str, str]]:
         self.events.append(("connect",))
         if self.hold_connect is not None:
             return self.hold_connect

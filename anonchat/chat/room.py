@@ -32,6 +32,7 @@ from anonchat.chat.nicknames import claim_nickname
 from anonchat.chat.ports import BufferUnavailable, IMessageArchive, IMessageBuffer, IPresence, IRelay
 from anonchat.chat.replay import HistoryReplay, ReplayFailed
 from anonchat.chat.subscriber import Subscriber
+from anonchat.chat.access import AccessDenied, AccessPolicy
 from anonchat.chat.moderator import Moderator
 from anonchat.chat.payload import ApplicationError, parse_chat_content, parse_report, parse_typing
 from anonchat.ratelimit import TokenBucket
@@ -91,9 +92,10 @@ class ChatRoom:
     def __init__(self, buffer: IMessageBuffer, presence: IPresence, clock: IReactorTime,
                  config: RoomConfig = RoomConfig(), rng: random.Random | None = None,
                  archive: IMessageArchive | None = None, relay: IRelay | None = None,
-                 moderator: Moderator | None = None) -> None:
+                 moderator: Moderator | None = None, access: AccessPolicy | None = None) -> None:
         self.buffer = buffer
         self.moderator = moderator
+        self.access = access
         self.archive = archive
         self.relay = relay or LocalRelay()
         self.presence = presence
@@ -149,15 +151,21 @@ class ChatRoom:
 
     # -- IStompApplication --------------------------------------------------
 
-    def connect(self, session: StompSession) -> Deferred[Mapping[str, str]]:
-        return Deferred.fromCoroutine(self._connect(session))
+    def connect(self, session: StompSession, headers: Mapping[str, str]) -> Deferred[Mapping[str, str]]:
+        return Deferred.fromCoroutine(self._connect(session, headers))
 
-    async def _connect(self, session: StompSession) -> Mapping[str, str]:
+    async def _connect(self, session: StompSession, headers: Mapping[str, str]) -> Mapping[str, str]:
         if self._draining:
             raise SessionRefused("the server is shutting down; connect again")
+        identity = session.client.address
+        if self.access is not None:
+            try:
+                identity = self.access.subject(headers.get("passcode"))
+            except AccessDenied:
+                raise SessionRefused("a valid access token is required in passcode", "access denied") from None
         client = ""
         if self.moderator is not None:
-            client = self.moderator.client_of(session.client.address)
+            client = self.moderator.client_of(identity)
             if self.moderator.ban_of(client) is not None:
                 raise SessionRefused("this client is banned", "banned")
         now_ms = self._now_ms()

@@ -32,8 +32,9 @@ class SessionRefused(Exception):
 
 
 class IStompApplication(Interface):
-    def connect(session: StompSession) -> Deferred[Mapping[str, str]]:
-        """A session opened; fires with extra ``CONNECTED`` headers
+    def connect(session: StompSession, headers: Mapping[str, str]) -> Deferred[Mapping[str, str]]:
+        """A session opened with a CONNECT carrying ``headers`` (``passcode``,
+        ``x-rejoin-token``...); fires with extra ``CONNECTED`` headers
         (``user-name``). Failing refuses the connection with ``ERROR``."""
 
     def subscribe(session: StompSession, subscription: str, destination: str, headers: Mapping[str, str]) -> None:

@@ -296,7 +296,7 @@ class StompSession:
             return
         self.state = State.CONNECTING
         self._app_connected = True
-        d = self.app.connect(self)
+        d = self.app.connect(self, dict(frame.headers[::-1]))
         d.addCallbacks(self._connected, self._connect_failed, callbackArgs=(client_heartbeat,))
 
     def _connected(self, extra: Mapping[str, str], client_heartbeat: tuple[int, int]) -> None:
