@@ -24,6 +24,7 @@ NICKNAME = re.compile(r"^익명-\d{5}$")
 
 class Client:
     def __init__(self, test: RoomTestCase, name_hint: str = "", address: str = "127.0.0.1") -> None:
+        self.test = test
         self.transport = FakeTransport()
         self.session = StompSession(self.transport, ClientInfo(address, "fake"), test.room, test.clock,
                                     f"s{len(test.clients)}", SessionLimits())
@@ -34,6 +35,11 @@ class Client:
 
     def feed(self, data: bytes) -> None:
         self.session.data_received(data)
+
+    def gone(self) -> None:
+        """The connection dropped and no rejoin came within the grace."""
+        self.session.connection_lost()
+        self.test.clock.advance(self.test.room.config.rejoin_grace)
 
     def subscribe(self, destination: str, sub: str = "sub-0") -> None:
         self.feed(frame("SUBSCRIBE", id=sub, destination=destination))
@@ -81,7 +87,7 @@ class JoinLeaveTests(RoomTestCase):
         watcher.subscribe("/topic/chat")
         alice = Client(self)
         alice.say({"content": "안녕하세요 👋"})
-        alice.session.connection_lost()
+        alice.gone()
         watcher.pull()
         events = [(m["type"], m["sender"], m["content"]) for m in watcher.messages()]
         self.assertEqual(events, [("JOIN", alice.name, ""), ("CHAT", alice.name, "안녕하세요 👋"), ("LEAVE", alice.name, "")])
@@ -98,7 +104,7 @@ class JoinLeaveTests(RoomTestCase):
 
     def test_leave_frees_the_nickname(self) -> None:
         alice = Client(self)
-        alice.session.connection_lost()
+        alice.gone()
         users = self.successResultOf(self.presence.online())
         self.assertNotIn(alice.name, [name for name, _ in users])
 
@@ -221,7 +227,7 @@ class TypingTests(RoomTestCase):
         watcher.subscribe("/topic/chat.typing")
         alice = Client(self)
         alice.feed(frame("SEND", b'{"typing": true}', destination="/app/chat.typing"))
-        alice.session.connection_lost()
+        alice.gone()
         watcher.pull()
         self.assertEqual([m["typing"] for m in watcher.messages("/topic/chat.typing")], [True, False])
         self.assertEqual(self.clock.getDelayedCalls(), [])
@@ -238,7 +244,7 @@ class UsersTests(RoomTestCase):
         watcher.subscribe("/topic/chat.users")
         self.clock.advance(1)
         bob = Client(self)
-        bob.session.connection_lost()
+        bob.gone()
         self.clock.advance(1)
         watcher.pull()
         lists = [[u["name"] for u in m["users"]] for m in watcher.messages("/topic/chat.users")]
@@ -252,13 +258,19 @@ class UsersTests(RoomTestCase):
         self.clock.advance(1)
         watcher.pull()
         churn = [Client(self) for _ in range(30)]
-        for client in churn[:20]:
-            client.session.connection_lost()
         watcher.pull()
         self.assertEqual(len(watcher.messages("/topic/chat.users")), 1)  # the first change, at once
         self.clock.advance(1)
         watcher.pull()
-        [latest] = watcher.messages("/topic/chat.users")
+        [joined] = watcher.messages("/topic/chat.users")
+        self.assertEqual(joined["count"], 31)
+        for client in churn[:20]:
+            client.session.connection_lost()
+        self.clock.advance(self.room.config.rejoin_grace)  # twenty LEAVEs at once
+        self.clock.advance(1)
+        watcher.pull()
+        self.assertLessEqual(len(watcher.messages("/topic/chat.users")), 2)
+        latest = watcher.messages("/topic/chat.users")[-1]
         self.assertEqual(sorted(u["name"] for u in latest["users"]),
                          sorted([watcher.name] + [c.name for c in churn[20:]]))
 
@@ -593,7 +605,7 @@ class LeaveRetryTests(RoomTestCase):
             return real_append(message)
 
         self.buffer.append = flaky  # type: ignore[method-assign]
-        alice.session.connection_lost()
+        alice.gone()
         for _ in range(10):
             self.clock.advance(1)
         watcher.pull()

@@ -114,6 +114,19 @@ class IPresence(Interface):
     def online() -> Deferred[list[tuple[str, int]]]:
         """Every online user with the time they joined, oldest first."""
 
+    def linger(name: str, nonce: str, seconds: float) -> Deferred[None]:
+        """The user's connection dropped: keep ``name`` online for up to
+        ``seconds`` for a rejoin presenting ``nonce``."""
+
+    def resume(name: str, nonce: str) -> Deferred[bool]:
+        """A rejoin: end the lingering of ``name`` if ``nonce`` is the one it
+        waits for, and make this node its owner. Atomic: True once only."""
+
+    def expire_linger(name: str, nonce: str) -> Deferred[bool]:
+        """The grace is over: True (and the lingering ends) if ``name`` still
+        waits for ``nonce``; False if it was resumed meanwhile. The caller
+        releases the name and writes the LEAVE on True."""
+
     def set_reaped_listener(listener: ReapedListener) -> None:
         """Called with the names of users whose node died, once each, on
         the node that removed them (so it can write their LEAVEs)."""

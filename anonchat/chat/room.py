@@ -36,6 +36,7 @@ from anonchat.chat.access import AccessDenied, AccessPolicy
 from anonchat.chat.moderator import Moderator
 from anonchat.chat.payload import ApplicationError, parse_chat_content, parse_report, parse_typing
 from anonchat.ratelimit import TokenBucket
+from anonchat.chat.rejoin import RejoinTicket, RejoinTokens
 from anonchat.chat.relay import LocalRelay
 from anonchat.stomp.application import DestinationError, IStompApplication, SessionRefused
 from anonchat.stomp.session import State, StompSession
@@ -49,6 +50,9 @@ ERRORS_QUEUE = "/user/queue/errors"
 SEND_MESSAGE = "/app/chat.sendMessage"
 SEND_TYPING = "/app/chat.typing"
 SEND_REPORT = "/app/chat.report"
+REJOIN_HEADER = "x-rejoin-token"
+#: Why a session ended that ends its user at once (no rejoin grace).
+FINAL_CLOSES = frozenset({"disconnect", "banned", "server-shutdown"})
 SINCE_HEADER = "x-since-id"
 #: How long a rendered online list may be served to new subscribers.
 USERS_CACHE_SECONDS = 1.0
@@ -70,6 +74,8 @@ class RoomConfig:
     max_replay: int = 1000
     #: The online list goes out at most this often (seconds).
     users_interval: float = 1.0
+    #: Seconds a dropped user's nickname waits for a rejoin (0 = none).
+    rejoin_grace: float = 30.0
 
 
 @attrs.define(eq=False)
@@ -85,6 +91,8 @@ class ChatUser:
     left: bool = False
     #: The opaque moderation id of its address ("" without moderation).
     client: str = ""
+    #: What its current rejoin token carries.
+    ticket: RejoinTicket | None = None
 
 
 @implementer(IStompApplication)
@@ -92,7 +100,8 @@ class ChatRoom:
     def __init__(self, buffer: IMessageBuffer, presence: IPresence, clock: IReactorTime,
                  config: RoomConfig = RoomConfig(), rng: random.Random | None = None,
                  archive: IMessageArchive | None = None, relay: IRelay | None = None,
-                 moderator: Moderator | None = None, access: AccessPolicy | None = None) -> None:
+                 moderator: Moderator | None = None, access: AccessPolicy | None = None,
+                 rejoin_key: bytes | None = None) -> None:
         self.buffer = buffer
         self.moderator = moderator
         self.access = access
@@ -114,6 +123,9 @@ class ChatRoom:
         self._replays: dict[Subscriber, HistoryReplay] = {}
         self._fed_up_to: tuple[int, int] | None = None
         self._draining = False
+        self._rejoin = RejoinTokens(rejoin_key if rejoin_key is not None else self._rng.randbytes(32))
+        #: Users whose connection dropped, waiting for a rejoin: grace timers.
+        self._lingering: dict[str, tuple[IDelayedCall, RejoinTicket]] = {}
         #: The rendered online list (None: stale), when, and who waits for it.
         self._users_cache: bytes | None = None
         self._users_cached_at = 0.0
@@ -169,14 +181,20 @@ class ChatRoom:
             if self.moderator.ban_of(client) is not None:
                 raise SessionRefused("this client is banned", "banned")
         now_ms = self._now_ms()
-        try:
-            name = await claim_nickname(self.presence, self.config.nickname_prefix, now_ms, self._rng)
-        except Exception as e:
-            log.warn("no nickname could be claimed ({error}); refusing the session", error=type(e).__name__)
-            raise SessionRefused("the chat is unavailable right now; try again") from None
+        name = await self._rejoined(headers.get(REJOIN_HEADER))
+        rejoined = name is not None
+        if name is None:
+            try:
+                name = await claim_nickname(self.presence, self.config.nickname_prefix, now_ms, self._rng)
+            except Exception as e:
+                log.warn("no nickname could be claimed ({error}); refusing the session", error=type(e).__name__)
+                raise SessionRefused("the chat is unavailable right now; try again") from None
         if session.state is State.CLOSED or self._draining:
             await self.presence.release(name)
+            if rejoined:
+                self._append_until_stored(ChatMessage(MessageType.LEAVE, name, "", now_ms))
             raise SessionRefused("session ended while its nickname was being claimed")
+        token, ticket = self._rejoin.issue(name)
         rate = self.config.rate_limit
         session.principal = ChatUser(
             name=name,
@@ -184,10 +202,14 @@ class ChatRoom:
             messages=TokenBucket(self.clock, rate, 2 * rate),
             typing_updates=TokenBucket(self.clock, self.config.typing_rate, self.config.typing_rate),
             client=client,
+            ticket=ticket,
         )
         if self.moderator is not None:
             self._note_name(name, client)
         self._sessions[session] = None
+        extra = {"user-name": name, REJOIN_HEADER: token}
+        if rejoined:
+            return extra  # the same user goes on: no JOIN
         joined = self.buffer.append(ChatMessage(MessageType.JOIN, name, "", now_ms))
         self._track(joined)
         try:
@@ -199,7 +221,24 @@ class ChatRoom:
             self._sessions.pop(session, None)
             await self.presence.release(name)
             raise SessionRefused("the chat is unavailable right now; try again") from None
-        return {"user-name": name}
+        return extra
+
+    async def _rejoined(self, token: str | None) -> str | None:
+        """The nickname a genuine, current rejoin token brings back, if it
+        is still waiting (on any node); None: a fresh nickname, no error."""
+        ticket = self._rejoin.read(token)
+        if ticket is None or self.config.rejoin_grace <= 0:
+            return None
+        try:
+            if not await self.presence.resume(ticket.name, ticket.nonce):
+                return None
+        except Exception as e:
+            log.warn("a rejoin could not be checked ({error}); a fresh nickname instead", error=type(e).__name__)
+            return None
+        lingering = self._lingering.pop(ticket.name, None)
+        if lingering is not None and lingering[0].active():
+            lingering[0].cancel()
+        return ticket.name
 
     def disconnected(self, session: Subscriber) -> None:
         user: ChatUser | None = session.principal
@@ -214,12 +253,35 @@ class ChatRoom:
                 topic.remove(session, subscription)
         if user.typing_timer is not None:
             self._set_typing(user, False)
+        grace = self.config.rejoin_grace
+        if grace > 0 and user.ticket is not None and not self._draining and session.close_reason not in FINAL_CLOSES:
+            ticket = user.ticket
+            lingering = self.presence.linger(ticket.name, ticket.nonce, grace)
+            lingering.addErrback(lambda f: log.warn("could not keep a nickname for a rejoin: {error}",
+                                                    error=f.type.__name__))
+            self._lingering[ticket.name] = (self.clock.callLater(grace, self._grace_over, ticket), ticket)
+            return
+        self._leave(user.name)
+
+    def _grace_over(self, ticket: RejoinTicket) -> None:
+        """No rejoin in time: the user is gone, unless another node took it."""
+        self._lingering.pop(ticket.name, None)
+        expired = self.presence.expire_linger(ticket.name, ticket.nonce)
+
+        def decide(still_waiting: bool) -> None:
+            if still_waiting:
+                self._leave(ticket.name)
+
+        expired.addCallbacks(decide, lambda f: self._leave(ticket.name))
+        self._track(expired)
+
+    def _leave(self, name: str) -> None:
         # Released before the LEAVE is appended: every node refreshes its
         # online list when the LEAVE comes through the feed.
-        leave = ChatMessage(MessageType.LEAVE, user.name, "", self._now_ms())
+        leave = ChatMessage(MessageType.LEAVE, name, "", self._now_ms())
         if self.moderator is not None:
-            self._note_name(user.name, None)
-        released = self.presence.release(user.name)
+            self._note_name(name, None)
+        released = self.presence.release(name)
         released.addErrback(lambda f: log.failure("could not release a nickname", failure=f))
         released.addCallback(lambda _: self._append_until_stored(leave))
 
@@ -536,6 +598,9 @@ class ChatRoom:
         for session in list(self._sessions):
             self.disconnected(session)
             session.close("server-shutdown")
+        for timer, ticket in list(self._lingering.values()):
+            timer.cancel()
+            self._grace_over(ticket)  # this node will not be there to end it
         give_up = self.clock.callLater(give_up_after, setattr, self, "_gave_up", True)
         return Deferred.fromCoroutine(self._settle(give_up))
 

@@ -21,6 +21,8 @@ class Subscriber(Protocol):
     session_id: str
     #: The chat user the room attached at connect time.
     principal: Any
+    #: Why the server closed it (None: the client or the network did).
+    close_reason: str | None
 
     @property
     def budget(self) -> ConnectionBudget: ...
