@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any
+import sys
+from typing import Any, Sequence
 
 from twisted.application.service import IService
 from twisted.python import usage
@@ -20,9 +21,22 @@ class Options(usage.Options):
         "Every option can also come from the --config ini file ([anonchat] section) "
         "or an ANONCHAT_<NAME> environment variable; flags win over env, env over file."
     )
+    # usage.Options would print "[default: ...]" itself; it is in the help
+    # text instead, once, and only where there is a value to show
     optParameters = [
-        [option.name, None, None, f"{option.help} [default: {option.default}]"] for option in OPTIONS
+        [option.name, None, None, option.help if option.default is None else f"{option.help} [default: {option.default}]"]
+        for option in OPTIONS
     ]
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """twistd answers a usage error with its whole help, then the error;
+        we say what is wrong in one line instead, and how to get the help."""
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            sys.stderr.write(f"twistd anonchat: {e}\nTry 'twistd anonchat --help' for the options.\n")
+            sys.stderr.flush()
+            raise SystemExit(1) from None
 
     def postOptions(self) -> None:
         try:
