@@ -31,10 +31,12 @@ from anonchat.chat.ports import BufferUnavailable, IMessageArchive, IMessageBuff
 from anonchat.chat.payload import ApplicationError, parse_chat_content, parse_typing
 from anonchat.chat.ratelimit import TokenBucket
 from anonchat.chat.relay import LocalRelay
+from anonchat.logs import ThrottledLog
 from anonchat.stomp.application import DestinationError, IStompApplication, SessionRefused
 from anonchat.stomp.session import State, StompSession
 
 log = Logger()
+refusals = ThrottledLog(log)  # one line a minute per code; all are counted in /metrics
 
 CHAT_TOPIC = "/topic/chat"
 TYPING_TOPIC = "/topic/chat.typing"
@@ -338,7 +340,8 @@ class ChatRoom:
 
     def _report(self, session: StompSession, user: ChatUser, error: ApplicationError) -> None:
         self.refused[error.code] += 1
-        log.info("application error {code} for session {session}", code=error.code, session=session.session_id)
+        refusals.info(self.clock, error.code, "application error {code} for session {session}", code=error.code,
+                      session=session.session_id)
         if not user.error_subscriptions:
             return
         body = error.to_json()
