@@ -10,12 +10,15 @@ from anonchat.settings import OPTIONS, Settings, SettingsError, attribute, resol
 from anonchat.tap import Options
 
 
-class SettingsTests(SynchronousTestCase):
+class ConfigWriter(SynchronousTestCase):
     def write_config(self, text: str) -> str:
         path = self.mktemp()
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
         return path
+
+
+class SettingsTests(ConfigWriter):
 
     def test_defaults_match_the_contract(self) -> None:
         s = resolve({}, {})
@@ -101,34 +104,22 @@ class BadValueTests(SynchronousTestCase):
         self.assertEqual(s.redis, "rediss://127.0.0.1:6380/2")
 
 
-class ConfigFileTests(SynchronousTestCase):
+class ConfigFileTests(ConfigWriter):
     """A misspelt key or section is a usage error naming it, never silently ignored."""
 
-    def write_config(self, text: str) -> str:
-        path = self.mktemp()
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-        return path
+    def refused(self, text: str, naming: str) -> None:
+        with self.assertRaisesRegex(SettingsError, naming):
+            resolve({"config": self.write_config(text)}, {})
 
     def test_unknown_key_is_refused_naming_it(self) -> None:
-        path = self.write_config("[anonchat]\nmax-content = 10\nmax-contnet = 20\n")
-        with self.assertRaisesRegex(SettingsError, "max-contnet"):
-            resolve({"config": path}, {})
+        self.refused("[anonchat]\nmax-content = 10\nmax-contnet = 20\n", "unknown key 'max-contnet'")
 
     def test_unknown_section_is_refused_naming_it(self) -> None:
-        path = self.write_config("[anonchat]\nmax-content = 10\n[anonchta]\nrate-limit = 3\n")
-        with self.assertRaisesRegex(SettingsError, r"\[anonchta\]"):
-            resolve({"config": path}, {})
-
-    def test_file_without_the_anonchat_section_is_refused(self) -> None:
-        path = self.write_config("[chat]\nmax-content = 10\n")
-        with self.assertRaisesRegex(SettingsError, r"\[chat\]"):
-            resolve({"config": path}, {})
+        self.refused("[anonchat]\nmax-content = 10\n[anonchta]\nrate-limit = 3\n", r"\[anonchta\]")
+        self.refused("[chat]\nmax-content = 10\n", r"\[chat\]")
 
     def test_keys_in_the_default_section_are_checked_too(self) -> None:
-        path = self.write_config("[DEFAULT]\nratelimit = 3\n[anonchat]\nmax-content = 10\n")
-        with self.assertRaisesRegex(SettingsError, "ratelimit"):
-            resolve({"config": path}, {})
+        self.refused("[DEFAULT]\nratelimit = 3\n[anonchat]\nmax-content = 10\n", "ratelimit")
 
     def test_underscore_spelling_of_a_known_key_is_accepted(self) -> None:
         path = self.write_config("[anonchat]\nmax_content = 10\n")
@@ -164,10 +155,9 @@ class ValidationTests(SynchronousTestCase):
             resolve({"nickname-prefix": "가" * (longest + 1)}, {})
 
     def test_nickname_prefix_must_be_storable_text(self) -> None:
-        with self.assertRaisesRegex(SettingsError, "--nickname-prefix"):
-            resolve({"nickname-prefix": "bad\udcff"}, {})
-        with self.assertRaisesRegex(SettingsError, "--nickname-prefix"):
-            resolve({"nickname-prefix": ""}, {})
+        for bad, why in [("bad\udcff", "not valid Unicode"), ("", "empty")]:
+            with self.assertRaisesRegex(SettingsError, f"--nickname-prefix: .*{why}"):
+                resolve({"nickname-prefix": bad}, {})
 
     def test_log_format_is_text_or_json(self) -> None:
         self.assertEqual(resolve({"log-format": "json"}, {}).log_format, "json")
