@@ -190,3 +190,21 @@ class OpenFileLimitTests(SynchronousTestCase):
     def test_nothing_to_do_when_already_at_the_hard_limit(self) -> None:
         self.assertEqual(self.raise_with(65536, 65536)[0], [])
 
+
+
+class SystemdUnitTests(SynchronousTestCase):
+    """etc/anonchat.service: restarted on a failed start, enough descriptors,
+    a confined process, and a writable directory for the SQLite archive."""
+
+    def test_unit_limits_and_confines_the_process(self) -> None:
+        import configparser
+
+        unit = configparser.ConfigParser(strict=False, interpolation=None)
+        unit.optionxform = str  # type: ignore[assignment,method-assign]
+        unit.read(os.path.join(os.path.dirname(os.path.dirname(__file__)), "etc", "anonchat.service"))
+        svc = unit["Service"]
+        self.assertEqual(svc["Restart"], "on-failure")
+        self.assertGreaterEqual(int(svc["LimitNOFILE"]), 65536)
+        self.assertEqual((svc["NoNewPrivileges"], svc["PrivateTmp"], svc["ProtectSystem"]), ("yes", "yes", "strict"))
+        # ProtectSystem=strict makes /var read-only but for the StateDirectory
+        self.assertEqual(svc["WorkingDirectory"], "/var/lib/" + svc["StateDirectory"])
