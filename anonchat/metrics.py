@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -37,6 +37,9 @@ class Metrics:
         )
         self.closes = Counter("anonchat_closes", "Server-initiated closes and refusals by reason", ["reason"],
                               registry=registry)
+        # process_resident_memory_bytes, process_open_fds, process_max_fds, CPU
+        # time, start time: read from /proc at scrape time (none where no /proc)
+        ProcessCollector(registry=registry)
 
     def add_sampler(self, sample: Sample) -> None:
         """``sample()`` yields metric families, read at every scrape."""

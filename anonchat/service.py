@@ -5,6 +5,12 @@ and start and stop them in the right order.
 and the port opens only once they are ready. ``stopService`` drains:
 stop accepting, close every session (their LEAVEs are appended), flush
 the buffer, close the pools.
+
+A start that cannot succeed (bad endpoint, port taken, Redis unreachable
+for ``--start-timeout``) ends in one log line saying why, never a
+traceback, and ``on_start_failed``; the twistd entry then exits 1. The
+database is not needed to chat, so a database down at start only makes
+the node degraded, and the log says why at once.
 """
 
 from __future__ import annotations
@@ -13,13 +19,14 @@ import random
 import secrets
 import time
 from collections import Counter
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from twisted.application import service
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IReactorCore
-from twisted.internet.task import LoopingCall
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from prometheus_client.metrics_core import Metric
 from twisted.python.failure import Failure
@@ -42,6 +49,15 @@ from anonchat.web.site import build_site
 
 log = Logger()
 
+#: seconds between attempts to reach Redis at start, and the most a stop
+#: waits for each Redis-backed part to let go
+RETRY_EVERY = 1.0
+STOP_WAIT = 5.0
+
+
+class StartFailed(Exception):
+    """Why this node cannot start, in one line."""
+
 
 def make_buffer(settings: Settings, reactor: Any) -> IMessageBuffer:
     if settings.redis:
@@ -52,8 +68,11 @@ def make_buffer(settings: Settings, reactor: Any) -> IMessageBuffer:
 
 
 class AnonchatService(service.Service):
-    def __init__(self, settings: Settings, reactor: Any) -> None:
+    def __init__(self, settings: Settings, reactor: Any, *,
+                 on_start_failed: Callable[[StartFailed], None] | None = None) -> None:
         self.settings = settings
+        self._on_start_failed = on_start_failed
+        self.start_failure: StartFailed | None = None
         self.reactor = reactor
         self.metrics = Metrics()
         self.buffer = make_buffer(settings, reactor)
@@ -182,7 +201,7 @@ class AnonchatService(service.Service):
         assert self._starting is not None, "service not started"
         while not self.ready:
             if self._starting.called and not self.ready:
-                raise RuntimeError("anonchat did not start; see the log")
+                raise self.start_failure or StartFailed("anonchat did not start; see the log")
             d: Deferred[None] = Deferred()
             self.reactor.callLater(0.01, d.callback, None)
             await d
@@ -193,26 +212,79 @@ class AnonchatService(service.Service):
         return int(self.port.getHost().port)  # type: ignore[attr-defined]
 
     async def _start(self) -> None:
-        await self.buffer.start()
+        timeout = self.settings.start_timeout
+        deadline = self.reactor.seconds() + timeout
         try:
-            await self.archive.start()
-        except ArchiveUnavailable:
-            # Chat works without the database; the flusher retries and
-            # the schema is created on its first successful write.
-            log.warn("database unreachable at start; messages wait in the buffer")
-        await self.presence.start()
-        await self.relay.start()
+            endpoint = serverFromString(self.reactor, self.settings.port)
+        except Exception as e:
+            raise StartFailed(f"--port {self.settings.port!r} is not a server endpoint: {_one_line(e)}") from None
+        await self._reach("Redis", self.buffer.start, self.buffer.stop, deadline)
+        await self._start_archive(deadline)
+        await self._reach("Redis (presence)", self.presence.start, self.presence.stop, deadline)
+        await self._reach("Redis (typing relay)", self.relay.start, self.relay.stop, deadline)
         self.flusher.start()
         self._backlog_sampler.start(5.0)
-        endpoint = serverFromString(self.reactor, self.settings.port)
-        self.port = await endpoint.listen(self.site)
+        try:
+            self.port = await endpoint.listen(self.site)
+        except CannotListenError as e:
+            raise StartFailed(_one_line(e)) from None
         self.ready = True
         log.info("anonchat listening on {port}", port=self.settings.port)
 
+    async def _reach(self, what: str, start: Callable[[], Deferred[None]], stop: Callable[[], Deferred[None]],
+                     deadline: float) -> None:
+        """Start one part, retrying until ``deadline``: a Redis that is
+        restarting with us comes up in time; one that is not there fails
+        the start instead of hanging it."""
+        while True:
+            attempt = start()
+            attempt.addTimeout(max(deadline - self.reactor.seconds(), 0.0), self.reactor)
+            try:
+                await attempt
+                return
+            except Exception as e:
+                error = e
+            if not self.running:
+                raise CancelledError()  # stopped while starting
+            await _settled(stop().addTimeout(STOP_WAIT, self.reactor))
+            left = deadline - self.reactor.seconds()
+            if left <= 0:
+                where = f" at {_redis_address(self.settings.redis)}" if self.settings.redis else ""
+                why = _one_line(error)
+                # a timeout says no more than the line already does
+                detail = "" if "TimeoutError" in why or "CancelledError" in why else f": {why}"
+                raise StartFailed(f"{what}{where} unreachable for {self.settings.start_timeout:g} s"
+                                  f" (--start-timeout){detail}")
+            log.warn("{what} not reachable yet ({error}); retrying for {left:.0f} s", what=what,
+                     error=_one_line(error), left=left)
+            await deferLater(self.reactor, min(RETRY_EVERY, left), lambda: None)
+
+    async def _start_archive(self, deadline: float) -> None:
+        attempt = self.archive.start()
+        attempt.addTimeout(max(deadline - self.reactor.seconds(), 0.1), self.reactor)
+        try:
+            await attempt
+        except Exception as e:
+            if not self.running:
+                raise CancelledError() from None
+            # Chat works without the database; the flusher retries and
+            # the schema is created on its first successful write.
+            log.warn("database unavailable at start, running degraded (messages wait in the buffer): {why}",
+                     why=_one_line(e))
+
     def _start_failed(self, failure: Failure) -> None:
-        log.failure("anonchat could not start", failure=failure)
-        if IReactorCore.providedBy(self.reactor) and self.reactor.running:
-            self.reactor.stop()
+        if failure.check(CancelledError) and not self.running:
+            log.info("anonchat stopped while starting")
+            return
+        if failure.check(StartFailed):
+            self.start_failure = failure.value
+            log.critical("anonchat could not start: {why}", why=str(failure.value))
+        else:
+            # not one of the reasons above: a bug, whose traceback is needed
+            self.start_failure = StartFailed(f"{failure.type.__name__}: {_one_line(failure.value)}")
+            log.failure("anonchat could not start", failure=failure)
+        if self._on_start_failed is not None:
+            self._on_start_failed(self.start_failure)
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
@@ -221,6 +293,7 @@ class AnonchatService(service.Service):
     async def _stop(self) -> None:
         self.ready = False
         if self._starting is not None:
+            self._starting.cancel()  # a start still waiting for Redis gives up now
             await self._starting  # its errback logs a failed start
         if self.port is not None:
             stopped = self.port.stopListening()
@@ -233,8 +306,26 @@ class AnonchatService(service.Service):
         self.sockjs.close_all()
         if self._backlog_sampler.running:
             self._backlog_sampler.stop()
-        await self.flusher.stop()
-        await DeferredList([self.relay.stop(), self.presence.stop()], consumeErrors=True)
+        if self.flusher.running:  # not when the start failed before it
+            await self.flusher.stop()
+        await DeferredList([self.relay.stop().addTimeout(STOP_WAIT, self.reactor),
+                            self.presence.stop().addTimeout(STOP_WAIT, self.reactor)], consumeErrors=True)
         await DeferredList([self.buffer.stop(), self.archive.stop()], consumeErrors=True)
         log.info("anonchat stopped")
 
+
+async def _settled(d: Deferred[Any]) -> None:
+    """Wait for ``d``, whatever its outcome."""
+    await DeferredList([d], consumeErrors=True)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
+def _redis_address(url: str | None) -> str:
+    from anonchat.store.redis_connection import parse_redis_url
+
+    address = parse_redis_url(url or "")
+    return f"{address.host}:{address.port}"

@@ -8,9 +8,17 @@ Precedence: command line, then environment, then file, then default.
 from __future__ import annotations
 
 import configparser
+import difflib
 from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 import attrs
+
+#: characters of ``chat_messages.sender`` (VARCHAR(64) in anonchat/sql/schema-mysql.sql);
+#: a nickname is ``<prefix>-<5 digits>``, so a longer prefix could never be archived
+SENDER_COLUMN_CHARS = 64
+NICKNAME_SUFFIX_CHARS = len("-12345")
+SECTION = "anonchat"
 
 
 def _csv(value: str) -> frozenset[str] | None:
@@ -18,9 +26,59 @@ def _csv(value: str) -> frozenset[str] | None:
     return items or None
 
 
+def _origins(value: str) -> frozenset[str] | None:
+    """Origins as browsers send them: ``scheme://host[:port]``, nothing more,
+    or no browser would ever match (every one would get 403)."""
+    origins = _csv(value)
+    for origin in origins or ():
+        parts = urlsplit(origin)
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        if (
+            not parts.scheme
+            or not parts.hostname
+            or "@" in parts.netloc
+            or not port_ok
+            or origin != f"{parts.scheme}://{parts.netloc}"
+        ):
+            raise ValueError(f"{origin!r} is not an origin: write scheme://host[:port], as in http://localhost:8097")
+    return origins
+
+
+def _nickname_prefix(value: str) -> str:
+    longest = SENDER_COLUMN_CHARS - NICKNAME_SUFFIX_CHARS
+    if not value:
+        raise ValueError("the prefix must not be empty")
+    if len(value) > longest:
+        raise ValueError(f"{len(value)} characters; at most {longest} fit the archive's sender column")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("the prefix is not valid Unicode text") from None
+    return value
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"{value!r}: must be {' or '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _convert(kind: Callable[[str], float], value: str) -> float:
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not {'a whole number' if kind is int else 'a number'}") from None
+
+
 def _at_least(kind: Callable[[str], float], zero_allowed: bool) -> Callable[[str], Any]:
     def parse(value: str) -> Any:
-        number = kind(value)
+        number = _convert(kind, value)
         if number < 0 or (number == 0 and not zero_allowed):
             raise ValueError(f"{value} must be {'zero or more' if zero_allowed else 'more than zero'}")
         return number
@@ -66,7 +124,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("redis-retain", 1000, _count, "flushed messages kept in the buffer for recent and x-since-id"),
     Option("claim-idle", 30.0, _number, "seconds before another node reclaims a dead node's batch"),
     Option("node-ttl", 15.0, _positive_number, "seconds a silent node's users stay online (with Redis; beat = a third)"),
-    Option("nickname-prefix", "익명", str, "nicknames are <prefix>-<5 digits>"),
+    Option("nickname-prefix", "익명", _nickname_prefix, "nicknames are <prefix>-<5 digits>"),
     Option("max-content", 1000, _positive_count, "characters of message content"),
     Option("max-frame", 65536, _positive_count, "bytes of one STOMP frame"),
     Option("max-headers", 100, _positive_count, "headers in one STOMP frame"),
@@ -76,7 +134,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("heartbeat", 10000, _count, "heart-beat interval the server offers, in milliseconds"),
     Option("rate-limit", 20.0, _number, "messages per second per connection, 0 = off (burst = twice)"),
     Option("max-send-buffer", 524288, _positive_count, "unsent bytes per client before it is disconnected as too slow"),
-    Option("allowed-origins", None, _csv, "comma-separated origins for WebSocket, SockJS and CORS (default: any)"),
+    Option("allowed-origins", None, _origins, "comma-separated origins for WebSocket, SockJS and CORS (default: any)"),
     Option("max-connections-per-ip", 0, _count, "open connections per client address, 0 = off"),
     Option("trusted-proxies", None, _csv, "comma-separated proxy addresses whose X-Forwarded-For is believed"),
     Option("sockjs-heartbeat", 25.0, _positive_number, "seconds between SockJS heartbeat frames"),
@@ -90,7 +148,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("ws-ping-interval", 30.0, _number, "seconds between WebSocket pings when STOMP heart-beats are off, 0 = never"),
     Option("ws-ping-timeout", 10.0, _positive_number, "seconds a WebSocket peer has to answer a ping"),
     Option("start-timeout", 30.0, _positive_number, "seconds to reach Redis and the database at start"),
-    Option("log-format", "text", str, "text or json"),
+    Option("log-format", "text", _one_of("text", "json"), "text or json"),
     Option("config", None, str, "an ini file with an [anonchat] section (example: etc/anonchat.ini)"),
 )
 
@@ -148,13 +206,7 @@ class SettingsError(ValueError):
 def resolve(command_line: Mapping[str, str | None], environ: Mapping[str, str]) -> Settings:
     """Settings from raw option strings: flags win over env, env over file."""
     config_path = command_line.get("config") or environ.get("ANONCHAT_CONFIG")
-    from_file: Mapping[str, str] = {}
-    if config_path:
-        parser = configparser.ConfigParser()
-        if not parser.read(config_path, encoding="utf-8"):
-            raise SettingsError(f"cannot read config file {config_path}")
-        if parser.has_section("anonchat"):
-            from_file = dict(parser.items("anonchat"))
+    from_file = _read_config(config_path) if config_path else {}
     values: dict[str, Any] = {}
     for option in OPTIONS:
         env_name = "ANONCHAT_" + attribute(option.name).upper()
@@ -171,3 +223,25 @@ def resolve(command_line: Mapping[str, str | None], environ: Mapping[str, str]) 
         except ValueError as e:
             raise SettingsError(f"--{option.name}: {e}") from None
     return Settings(**values)
+
+
+def _read_config(path: str) -> dict[str, str]:
+    """The ``[anonchat]`` section; any other section or key is an error, since
+    a misspelt one would otherwise be ignored without a word."""
+    parser = configparser.ConfigParser()
+    try:
+        if not parser.read(path, encoding="utf-8"):
+            raise SettingsError(f"--config: cannot read {path}")
+    except (configparser.Error, UnicodeDecodeError) as e:
+        raise SettingsError(f"--config: {path} is not an ini file: {' '.join(str(e).split())}") from None
+    for section in parser.sections():
+        if section != SECTION:
+            raise SettingsError(f"--config: {path}: unknown section [{section}]; options go in [{SECTION}]")
+    known = {option.name for option in OPTIONS} | {attribute(option.name) for option in OPTIONS}
+    values = dict(parser.items(SECTION)) if parser.has_section(SECTION) else dict(parser.defaults())
+    for key in values:
+        if key not in known:
+            near = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise SettingsError(f"--config: {path}: unknown key {key!r}{hint}")
+    return values

@@ -1,16 +1,34 @@
 """The twistd entry: ``twistd -n anonchat [options]``. The only module that
-touches the global reactor."""
+touches the global reactor, and the process: its exit status, its open
+file limit, its log format.
+
+twistd exits 0 whenever its reactor stops, and has no hook to change that,
+so a failed start sets the status at interpreter exit, after twistd has
+finished its own clean-up; that 1 is what makes systemd restart the node.
+"""
 
 from __future__ import annotations
 
+import atexit
 import os
+import resource
 import signal
-from typing import Any
+import sys
+from typing import Any, Callable, Sequence
 
-from twisted.application.service import IService
+from twisted.application.service import IService, MultiService
+from twisted.logger import ILogObserver, Logger
 from twisted.python import usage
+from twisted.python.components import Componentized
 
+from anonchat.logs import json_observer_factory
 from anonchat.settings import OPTIONS, SettingsError, resolve
+
+log = Logger()
+
+#: what to raise the soft open file limit to when the hard limit is unlimited
+#: (Linux refuses more than fs.nr_open, by default 1048576)
+UNLIMITED_NOFILE_TARGET = 1_048_576
 
 
 class Options(usage.Options):
@@ -20,9 +38,22 @@ class Options(usage.Options):
         "Every option can also come from the --config ini file ([anonchat] section) "
         "or an ANONCHAT_<NAME> environment variable; flags win over env, env over file."
     )
+    # usage.Options would print "[default: ...]" itself; it is in the help
+    # text instead, once, and only where there is a value to show
     optParameters = [
-        [option.name, None, None, f"{option.help} [default: {option.default}]"] for option in OPTIONS
+        [option.name, None, None, option.help if option.default is None else f"{option.help} [default: {option.default}]"]
+        for option in OPTIONS
     ]
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """twistd answers a usage error with its whole help, then the error;
+        we say what is wrong in one line instead, and how to get the help."""
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            sys.stderr.write(f"twistd anonchat: {e}\nTry 'twistd anonchat --help' for the options.\n")
+            sys.stderr.flush()
+            raise SystemExit(1) from None
 
     def postOptions(self) -> None:
         try:
@@ -41,13 +72,69 @@ def _stop_cleanly_on_sigterm(reactor: Any) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def raise_open_file_limit(getrlimit: Callable[[int], tuple[int, int]] = resource.getrlimit,
+                          setrlimit: Callable[[int, tuple[int, int]], None] = resource.setrlimit) -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit: every connection is a
+    file descriptor, and the usual soft default (1024) is a few hundred users."""
+    soft, hard = getrlimit(resource.RLIMIT_NOFILE)
+    target = UNLIMITED_NOFILE_TARGET if hard == resource.RLIM_INFINITY else hard
+    limit = soft
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            limit = target
+        except (ValueError, OSError) as e:
+            log.warn("could not raise the open file limit to {target}: {error}", target=target, error=str(e))
+    log.info("open file limit {limit} (was {soft}, hard limit {hard})", limit=_figure(limit), soft=_figure(soft),
+             hard=_figure(hard))
+
+
+def _figure(limit: int) -> str:
+    return "unlimited" if limit == resource.RLIM_INFINITY else str(limit)
+
+
+def _exit_1_at_interpreter_exit() -> None:
+    def exit_1() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+    atexit.register(exit_1)
+
+
+class _JsonLogs(MultiService):
+    """Hands twistd a JSON log observer. twistd takes one from the
+    application's ILogObserver component, and a plugin reaches the
+    application only when its service is attached to it."""
+
+    def __init__(self, inner: IService, observer: Callable[[], ILogObserver]) -> None:
+        super().__init__()
+        self._observer = observer
+        inner.setServiceParent(self)
+
+    def setServiceParent(self, parent: Any) -> None:
+        if isinstance(parent, Componentized) and parent.getComponent(ILogObserver) is None:
+            parent.setComponent(ILogObserver, self._observer())
+        super().setServiceParent(parent)
+
+
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
-    from anonchat.service import AnonchatService
+    from anonchat.service import AnonchatService, StartFailed
+
+    def start_failed(why: StartFailed) -> None:
+        _exit_1_at_interpreter_exit()
+        reactor.callWhenRunning(reactor.stop)
 
     reactor.callWhenRunning(_stop_cleanly_on_sigterm, reactor)
-    return AnonchatService(options.settings, reactor)
+    raise_open_file_limit()
+    node: IService = AnonchatService(options.settings, reactor, on_start_failed=start_failed)
+    twistd = getattr(options, "parent", None)
+    if options.settings.log_format == "json" and twistd is not None and not twistd.get("syslog"):
+        # an explicit --logger wins over this (twistd asks it first)
+        node = _JsonLogs(node, json_observer_factory(twistd.get("logfile"), bool(twistd.get("nodaemon"))))
+    return node
 
 
 __all__ = ["Options", "makeService"]

@@ -73,12 +73,30 @@ class ServerProcess:
         self._process: Any = None
         self._output: _Output | None = None
 
-    async def start(self, timeout: float = 20.0) -> None:
-        self._output = _Output(self.log_path)
+    def spawn(self) -> _Output:
+        """Start the process, without waiting for anything."""
+        self._output = output = _Output(self.log_path)
         argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", "anonchat",
                 "--port", f"tcp:{self.port}:interface=127.0.0.1", *self.args]
-        self._process = reactor.spawnProcess(self._output, sys.executable, argv, env=self.env, path=self.workdir)
+        self._process = reactor.spawnProcess(output, sys.executable, argv, env=self.env, path=self.workdir)
         self.test.addCleanup(self._cleanup)
+        return output
+
+    async def run_until_exit(self, timeout: float = 20.0) -> int:
+        """Run a server expected to stop by itself (a failed start, a usage
+        error); its exit code. Killed, and a test failure, after ``timeout``."""
+        ended = self.spawn().ended
+        waited = 0.0
+        while not ended.called and waited < timeout:
+            await deferLater(reactor, 0.1, lambda: None)
+            waited += 0.1
+        if not ended.called:
+            raise AssertionError(f"server still running after {timeout}s; see {self.log_path}")
+        return await ended
+
+    async def start(self, timeout: float = 20.0) -> None:
+        self.spawn()
+        assert self._output is not None
         waited = 0.0
         while waited < timeout:
             if self._output.ended.called:

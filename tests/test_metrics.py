@@ -59,3 +59,12 @@ class MetricsTests(TestCase):
             text = await scrape(port)
             self.assertEqual(value(text, 'anonchat_closes_total{reason="bad-destination"}'), 1)
         return ensureDeferred(go())
+
+    def test_process_memory_and_open_files_are_exported(self):  # type: ignore[no-untyped-def]
+        async def go() -> None:
+            svc = await start_service(self)
+            text = await scrape(svc.listening_port)
+            self.assertGreater(value(text, "process_resident_memory_bytes"), 1_000_000)
+            self.assertGreater(value(text, "process_open_fds"), 3)
+            self.assertGreater(value(text, "process_max_fds"), 0)
+        return ensureDeferred(go())

@@ -10,12 +10,15 @@ from anonchat.settings import OPTIONS, Settings, SettingsError, attribute, resol
 from anonchat.tap import Options
 
 
-class SettingsTests(SynchronousTestCase):
+class ConfigWriter(SynchronousTestCase):
     def write_config(self, text: str) -> str:
         path = self.mktemp()
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
         return path
+
+
+class SettingsTests(ConfigWriter):
 
     def test_defaults_match_the_contract(self) -> None:
         s = resolve({}, {})
@@ -75,7 +78,7 @@ class TwistdOptionsTests(SynchronousTestCase):
         self.assertEqual((options.settings.port, options.settings.max_frame), ("tcp:9999", 1024))
 
     def test_bad_value_is_a_usage_error(self) -> None:
-        with self.assertRaises(usage.UsageError):
+        with self.assertRaises(SystemExit):
             Options().parseOptions(["--max-frame", "big"])
 
 
@@ -99,3 +102,98 @@ class BadValueTests(SynchronousTestCase):
             resolve({"database": "postgres://x/y"}, {})
         s = resolve({"redis": "rediss://127.0.0.1:6380/2", "database": "mysql://u:p@127.0.0.1:3306/db"}, {})
         self.assertEqual(s.redis, "rediss://127.0.0.1:6380/2")
+
+
+class ConfigFileTests(ConfigWriter):
+    """A misspelt key or section is a usage error naming it, never silently ignored."""
+
+    def refused(self, text: str, naming: str) -> None:
+        with self.assertRaisesRegex(SettingsError, naming):
+            resolve({"config": self.write_config(text)}, {})
+
+    def test_unknown_key_is_refused_naming_it(self) -> None:
+        self.refused("[anonchat]\nmax-content = 10\nmax-contnet = 20\n", "unknown key 'max-contnet'")
+
+    def test_unknown_section_is_refused_naming_it(self) -> None:
+        self.refused("[anonchat]\nmax-content = 10\n[anonchta]\nrate-limit = 3\n", r"\[anonchta\]")
+        self.refused("[chat]\nmax-content = 10\n", r"\[chat\]")
+
+    def test_keys_in_the_default_section_are_checked_too(self) -> None:
+        self.refused("[DEFAULT]\nratelimit = 3\n[anonchat]\nmax-content = 10\n", "ratelimit")
+
+    def test_underscore_spelling_of_a_known_key_is_accepted(self) -> None:
+        path = self.write_config("[anonchat]\nmax_content = 10\n")
+        self.assertEqual(resolve({"config": path}, {}).max_content, 10)
+
+
+class ValidationTests(SynchronousTestCase):
+    def test_origins_need_a_scheme_and_a_host(self) -> None:
+        for bad in ["localhost:8097", "chat.example.com", "https://", "https://a.example/", "https://a.example/chat",
+                    "https://a.example:port", "https://user@a.example", "https://a.example?x=1"]:
+            with self.assertRaisesRegex(SettingsError, "--allowed-origins: .*scheme://host", msg=bad):
+                resolve({"allowed-origins": f"https://ok.example,{bad}"}, {})
+
+    def test_origins_with_scheme_host_and_port_are_accepted(self) -> None:
+        s = resolve({"allowed-origins": "http://localhost:8097, https://chat.example.com,http://[::1]:8080"}, {})
+        self.assertEqual(s.allowed_origins,
+                         frozenset({"http://localhost:8097", "https://chat.example.com", "http://[::1]:8080"}))
+
+    def sender_column_chars(self) -> int:
+        import os
+        import re
+
+        schema = os.path.join(os.path.dirname(os.path.dirname(__file__)), "anonchat", "sql", "schema-mysql.sql")
+        with open(schema, encoding="utf-8") as f:
+            found = re.search(r"^\s*sender\s+VARCHAR\((\d+)\)", f.read(), re.MULTILINE | re.IGNORECASE)
+        assert found is not None, "no sender column in the MySQL schema"
+        return int(found.group(1))
+
+    def test_nickname_prefix_must_fit_the_archive_sender_column(self) -> None:
+        longest = self.sender_column_chars() - len("-12345")
+        self.assertEqual(resolve({"nickname-prefix": "가" * longest}, {}).nickname_prefix, "가" * longest)
+        with self.assertRaisesRegex(SettingsError, f"--nickname-prefix: .*{longest}"):
+            resolve({"nickname-prefix": "가" * (longest + 1)}, {})
+
+    def test_nickname_prefix_must_be_storable_text(self) -> None:
+        for bad, why in [("bad\udcff", "not valid Unicode"), ("", "empty")]:
+            with self.assertRaisesRegex(SettingsError, f"--nickname-prefix: .*{why}"):
+                resolve({"nickname-prefix": bad}, {})
+
+    def test_log_format_is_text_or_json(self) -> None:
+        self.assertEqual(resolve({"log-format": "json"}, {}).log_format, "json")
+        self.assertEqual(resolve({"log-format": "text"}, {}).log_format, "text")
+        with self.assertRaisesRegex(SettingsError, "--log-format: .*text or json"):
+            resolve({"log-format": "xml"}, {})
+
+    def test_number_errors_say_what_was_expected(self) -> None:
+        with self.assertRaisesRegex(SettingsError, "^--max-frame: 'big' is not a whole number$"):
+            resolve({"max-frame": "big"}, {})
+        with self.assertRaisesRegex(SettingsError, "^--flush-interval: 'soon' is not a number$"):
+            resolve({"flush-interval": "soon"}, {})
+
+
+class UsageOutputTests(SynchronousTestCase):
+    def test_help_shows_each_default_once(self) -> None:
+        text = " ".join(str(Options()).split())
+        for option in OPTIONS:
+            start = text.index(f"--{option.name}=")
+            end = text.find(" --", start + 1)
+            entry = text[start:end]
+            self.assertLessEqual(entry.lower().count("default"), 1, entry)
+            self.assertNotIn("[default: None]", entry)
+
+    def test_option_error_is_one_line_and_a_hint_not_the_help(self) -> None:
+        import io
+        import sys
+
+        for argv, why in [(["--max-frame", "big"], "--max-frame: 'big' is not a whole number"),
+                          (["--no-such-option"], "option --no-such-option not recognized")]:
+            err = io.StringIO()
+            self.patch(sys, "stderr", err)
+            with self.assertRaises(SystemExit) as raised:
+                Options().parseOptions(argv)
+            self.assertEqual(raised.exception.code, 1)
+            lines = err.getvalue().splitlines()
+            self.assertEqual(lines[0], f"twistd anonchat: {why}")
+            self.assertEqual(len(lines), 2, lines)
+            self.assertIn("--help", lines[1])

@@ -38,10 +38,12 @@ from anonchat.chat.payload import ApplicationError, parse_chat_content, parse_re
 from anonchat.ratelimit import TokenBucket
 from anonchat.chat.rejoin import RejoinTicket, RejoinTokens
 from anonchat.chat.relay import LocalRelay
+from anonchat.logs import ThrottledLog
 from anonchat.stomp.application import DestinationError, IStompApplication, SessionRefused
 from anonchat.stomp.session import State, StompSession
 
 log = Logger()
+refusals = ThrottledLog(log)  # one line a minute per code; all are counted in /metrics
 
 CHAT_TOPIC = "/topic/chat"
 TYPING_TOPIC = "/topic/chat.typing"
@@ -448,7 +450,8 @@ class ChatRoom:
         """An application error on /user/queue/errors; one that answers a
         frame asking for a receipt names it, so the client stops waiting."""
         self.refused[error.code] += 1
-        log.info("application error {code} for session {session}", code=error.code, session=session.session_id)
+        refusals.info(self.clock, error.code, "application error {code} for session {session}", code=error.code,
+                      session=session.session_id)
         if not user.error_subscriptions:
             return
         body = error.to_json(receipt)

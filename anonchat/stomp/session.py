@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from anonchat import __version__
+from anonchat.logs import ThrottledLog
 from anonchat.stomp.application import DestinationError, IStompApplication, SessionRefused
 from anonchat.stomp.budget import ConnectionBudget
 from anonchat.stomp.frame import HEARTBEAT, Frame, FrameError
@@ -32,6 +33,7 @@ from anonchat.stomp.server_frames import error_frame, receipt_frame
 from anonchat.stomp.transport import ClientInfo, IFrameReceiver, IFrameTransport
 
 log = Logger()
+closes = ThrottledLog(log)  # one line a minute per reason; all are counted in /metrics
 
 _HEARTBEAT_OUT = Outbound(HEARTBEAT)
 _CONNECT_COMMANDS = frozenset({"CONNECT", "STOMP"})
@@ -245,7 +247,8 @@ class StompSession:
         self.state = State.CLOSING
         self.close_reason = reason
         self._cancel_timers()
-        log.info("closing STOMP session {session}: {reason}", session=self.session_id, reason=reason)
+        closes.info(self.clock, reason, "closing STOMP session {session}: {reason}", session=self.session_id,
+                    reason=reason)
         if self._on_close is not None:
             self._on_close(reason)
         self.transport.close()
