@@ -60,6 +60,21 @@ def _nickname_prefix(value: str) -> str:
     return value
 
 
+def _readable_file(value: str) -> str:
+    try:
+        with open(value, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise ValueError(f"cannot read {value}: {e.strerror}") from None
+    return value
+
+
+def _secret(value: str) -> str:
+    if len(value.strip()) < 16:
+        raise ValueError("must be at least 16 characters (a guessable secret protects nothing)")
+    return value.strip()
+
+
 def _one_of(*choices: str) -> Callable[[str], str]:
     def parse(value: str) -> str:
         if value not in choices:
@@ -149,6 +164,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("ws-ping-timeout", 10.0, _positive_number, "seconds a WebSocket peer has to answer a ping"),
     Option("start-timeout", 30.0, _positive_number, "seconds to reach Redis and the database at start"),
     Option("log-format", "text", _one_of("text", "json"), "text or json"),
+    Option("rejoin-grace", 30.0, _number, "seconds a dropped user's nickname waits for a rejoin, 0 = none"),
+    Option("admin-token", None, _secret, "bearer token for the moderation API /api/admin/ (default: no API)"),
+    Option("admin-token-file", None, _readable_file, "a file holding the admin token (instead of --admin-token)"),
+    Option("blocked-words", None, _readable_file, "a file of blocked words, one a line (reloaded on SIGHUP)"),
+    Option("access-jwt-secret", None, _secret, "HS256 secret: only holders of a signed token may chat"),
+    Option("access-jwt-public-key", None, _readable_file, "PEM public key (RS256/ES256): only token holders may chat"),
+    Option("access-jwt-audience", None, str, "the audience access tokens must name"),
     Option("config", None, str, "an ini file with an [anonchat] section (example: etc/anonchat.ini)"),
 )
 
@@ -196,6 +218,13 @@ class Settings:
     ws_ping_timeout: float = _DEFAULTS["ws_ping_timeout"]
     start_timeout: float = _DEFAULTS["start_timeout"]
     log_format: str = _DEFAULTS["log_format"]
+    rejoin_grace: float = _DEFAULTS["rejoin_grace"]
+    admin_token: str | None = _DEFAULTS["admin_token"]
+    admin_token_file: str | None = _DEFAULTS["admin_token_file"]
+    blocked_words: str | None = _DEFAULTS["blocked_words"]
+    access_jwt_secret: str | None = _DEFAULTS["access_jwt_secret"]
+    access_jwt_public_key: str | None = _DEFAULTS["access_jwt_public_key"]
+    access_jwt_audience: str | None = _DEFAULTS["access_jwt_audience"]
     config: str | None = _DEFAULTS["config"]
 
 
@@ -222,6 +251,9 @@ def resolve(command_line: Mapping[str, str | None], environ: Mapping[str, str]) 
             values[attribute(option.name)] = option.parse(raw)
         except ValueError as e:
             raise SettingsError(f"--{option.name}: {e}") from None
+    for one, other in (("admin-token", "admin-token-file"), ("access-jwt-secret", "access-jwt-public-key")):
+        if values[attribute(one)] is not None and values[attribute(other)] is not None:
+            raise SettingsError(f"--{one} and --{other}: give one of them, not both")
     return Settings(**values)
 
 

@@ -138,6 +138,25 @@ class ValidationTests(SynchronousTestCase):
         self.assertEqual(s.allowed_origins,
                          frozenset({"http://localhost:8097", "https://chat.example.com", "http://[::1]:8080"}))
 
+    def test_secrets_must_not_be_guessable(self) -> None:
+        for option in ("admin-token", "access-jwt-secret"):
+            with self.assertRaisesRegex(SettingsError, f"--{option}: .*16 characters"):
+                resolve({option: "short"}, {})
+            self.assertEqual(getattr(resolve({option: "x" * 16}, {}), option.replace("-", "_")), "x" * 16)
+
+    def test_files_must_be_readable_at_start(self) -> None:
+        for option in ("admin-token-file", "blocked-words", "access-jwt-public-key"):
+            with self.assertRaisesRegex(SettingsError, f"--{option}: cannot read /nonexistent/x"):
+                resolve({option: "/nonexistent/x"}, {})
+
+    def test_a_secret_and_its_file_are_exclusive(self) -> None:
+        with open(self.mktemp(), "w") as f:
+            f.write("x" * 32)
+        with self.assertRaisesRegex(SettingsError, "give one of them"):
+            resolve({"admin-token": "y" * 20, "admin-token-file": f.name}, {})
+        with self.assertRaisesRegex(SettingsError, "give one of them"):
+            resolve({"access-jwt-secret": "y" * 20, "access-jwt-public-key": f.name}, {})
+
     def sender_column_chars(self) -> int:
         import os
         import re
