@@ -126,6 +126,11 @@ class RedisModerationStoreTests(RedisStoreMixin):
         await sleep(0.5)
         self.assertEqual(await store.name_clients(["익명-1"]), {})
 
+    async def test_an_unknown_kind_is_refused(self) -> None:
+        store = await self.started()
+        await self.assertFailure(store.add_sanction(Sanction("kick", "c1", NOW, None)), ValueError)
+        await self.assertFailure(store.sanctions("x:y", NOW), ValueError)
+
     async def test_the_client_key_survives_a_new_store_and_is_random(self) -> None:
         first = await (await self.started()).client_key()
         self.assertEqual(await (await self.started()).client_key(), first)

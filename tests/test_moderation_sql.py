@@ -138,6 +138,12 @@ class SqliteModerationStoreTests(unittest.TestCase):
         await store.set_name_client(names[-1], "c9")
         self.assertEqual(await store.name_clients(names), {names[-1]: "c9"})
 
+    async def test_an_unknown_kind_is_refused_and_has_nothing(self) -> None:
+        store = await started_store(self, "sqlite:///:memory:")
+        await self.assertFailure(store.add_sanction(Sanction("kick", "c1", NOW, None)), ValueError)
+        self.assertEqual(await store.sanctions("kick", NOW), [])
+        self.assertIsNone(await store.lift_sanction("kick", "1"))
+
     async def test_calls_after_stop_are_unavailable(self) -> None:
         store = SqlModerationStore.from_url("sqlite:///:memory:")
         await store.start()

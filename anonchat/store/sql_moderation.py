@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 from importlib import resources
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred, DeferredList
@@ -104,28 +104,33 @@ def _chunks(values: Sequence[str]) -> list[list[str]]:
     return [unique[i : i + IDS_PER_QUERY] for i in range(0, len(unique), IDS_PER_QUERY)]
 
 
-def _kind(kind: str) -> str:
-    if kind not in KINDS:
-        raise ValueError(f"a sanction kind is one of {', '.join(KINDS)}")
-    return kind
+class _OnDatabase:
+    """What both SQL ports share: built from a URL, stopped by closing the pool."""
 
+    max_connections = 2
 
-@implementer(IModerationStore)
-class SqlModerationStore:
     def __init__(self, database: SqlDatabase) -> None:
         self._db = database
 
     @classmethod
-    def from_url(cls, url: str, reactor: Any = None) -> SqlModerationStore:
-        return cls(SqlDatabase(url, reactor))
+    def from_url(cls: type[_Port], url: str, reactor: Any = None) -> _Port:
+        return cls(SqlDatabase(url, reactor, cls.max_connections))
+
+    def stop(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._db.close())
+
+
+_Port = TypeVar("_Port", bound=_OnDatabase)
+
+
+@implementer(IModerationStore)
+class SqlModerationStore(_OnDatabase):
+    """Sanctions of an unknown kind cannot be added, and there are none to list or lift."""
 
     def start(self) -> Deferred[None]:
         name = self._db.dialect.name
         text = resources.files("anonchat").joinpath("sql", f"moderation-{name}.sql").read_text(encoding="utf-8")
         return self._db.run(_execute_all, split_statements(text))
-
-    def stop(self) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._db.close())
 
     def _query(self, sql: str, *args: Any) -> Deferred[list[Row]]:
         def query(txn: adbapi.Transaction) -> list[Row]:
@@ -177,7 +182,9 @@ class SqlModerationStore:
         to_db = self._db.dialect.to_db_time
 
         def add(txn: adbapi.Transaction) -> Sanction:
-            self._prune(txn, _kind(sanction.kind), sanction.created_ms)
+            if sanction.kind not in KINDS:
+                raise ValueError(f"a sanction kind is one of {', '.join(KINDS)}")
+            self._prune(txn, sanction.kind, sanction.created_ms)
             txn.execute(
                 self._db.sql("INSERT INTO moderation_sanctions (kind, client, name, reason, created_at, expires_at)"
                              " VALUES (?, ?, ?, ?, ?, ?)"),
@@ -191,7 +198,7 @@ class SqlModerationStore:
 
     def sanctions(self, kind: str, now_ms: int) -> Deferred[list[Sanction]]:
         def listed(txn: adbapi.Transaction) -> list[Sanction]:
-            self._prune(txn, _kind(kind), now_ms)
+            self._prune(txn, kind, now_ms)
             txn.execute(self._db.sql(f"SELECT {SANCTION_COLUMNS} FROM moderation_sanctions WHERE kind = ?"
                                      " ORDER BY created_at DESC, id DESC"), (kind,))
             return [self._sanction(kind, row) for row in txn.fetchall()]
@@ -204,7 +211,7 @@ class SqlModerationStore:
                 return None
             where = "WHERE kind = ? AND id = ?"
             txn.execute(self._db.sql(f"SELECT {SANCTION_COLUMNS} FROM moderation_sanctions {where}"),
-                        (_kind(kind), int(sanction_id)))
+                        (kind, int(sanction_id)))
             row = txn.fetchone()
             if row is None:
                 return None
@@ -286,21 +293,13 @@ class SqlModerationStore:
 
 
 @implementer(IModerationLog)
-class SqlModerationLog:
-    def __init__(self, database: SqlDatabase) -> None:
-        self._db = database
-
-    @classmethod
-    def from_url(cls, url: str, reactor: Any = None) -> SqlModerationLog:
-        return cls(SqlDatabase(url, reactor, max_connections=1))
+class SqlModerationLog(_OnDatabase):
+    max_connections = 1
 
     def start(self) -> Deferred[None]:
         """Runs the archive schema's statements about ``moderation_log``."""
         statements = [s for s in self._db.dialect.schema() if "moderation_log" in s]
         return self._db.run(_execute_all, statements)
-
-    def stop(self) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._db.close())
 
     def record(self, entry: LogEntry) -> Deferred[LogEntry]:
         def insert(txn: adbapi.Transaction) -> LogEntry:
