@@ -116,17 +116,18 @@ class SqliteModerationStoreTests(unittest.TestCase):
         self.assertTrue(await b.mark_deleted("1-0"))
         self.assertFalse(await a.mark_deleted("1-0"))
 
-    async def test_expired_sanctions_are_deleted_not_only_hidden(self) -> None:
+    async def test_expired_sanctions_are_deleted_by_the_next_one_added(self) -> None:
         url = sqlite_url(self)
         store = await started_store(self, url)
         for i in range(3):
             await store.add_sanction(Sanction(MUTE, f"c{i}", NOW, NOW + 1000))
         forever = await store.add_sanction(Sanction(MUTE, "cf", NOW, None))
         self.assertEqual(await store.sanctions(MUTE, NOW + 1000), [forever])
+        later = await store.add_sanction(Sanction(MUTE, "c9", NOW + 1000, None))
         with sqlite3.connect(url[len("sqlite:///"):]) as db:
-            rows = db.execute("SELECT COUNT(*) FROM moderation_sanctions").fetchall()
+            rows = db.execute("SELECT id FROM moderation_sanctions ORDER BY id").fetchall()
         db.close()
-        self.assertEqual(rows, [(1,)])
+        self.assertEqual(rows, [(int(forever.id),), (int(later.id),)])
 
     async def test_many_ids_at_once(self) -> None:
         store = await started_store(self, "sqlite:///:memory:")

@@ -169,6 +169,8 @@ class SqlModerationStore(_OnDatabase):
     # -- sanctions --------------------------------------------------------
 
     def _prune(self, txn: adbapi.Transaction, kind: str, now_ms: int) -> None:
+        """Expired rows go when a sanction of their kind is added, so that
+        listing stays a read (on SQLite a write locks the archive's file)."""
         txn.execute(self._db.sql("DELETE FROM moderation_sanctions WHERE kind = ? AND expires_at <= ?"),
                     (kind, self._db.dialect.to_db_time(now_ms)))
 
@@ -197,13 +199,12 @@ class SqlModerationStore(_OnDatabase):
         return self._db.run(add)
 
     def sanctions(self, kind: str, now_ms: int) -> Deferred[list[Sanction]]:
-        def listed(txn: adbapi.Transaction) -> list[Sanction]:
-            self._prune(txn, kind, now_ms)
-            txn.execute(self._db.sql(f"SELECT {SANCTION_COLUMNS} FROM moderation_sanctions WHERE kind = ?"
-                                     " ORDER BY created_at DESC, id DESC"), (kind,))
-            return [self._sanction(kind, row) for row in txn.fetchall()]
-
-        return self._db.run(listed)
+        listed = self._query(
+            f"SELECT {SANCTION_COLUMNS} FROM moderation_sanctions WHERE kind = ?"
+            " AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at DESC, id DESC",
+            kind, self._db.dialect.to_db_time(now_ms),
+        )
+        return listed.addCallback(lambda rows: [self._sanction(kind, row) for row in rows])
 
     def lift_sanction(self, kind: str, sanction_id: str) -> Deferred[Sanction | None]:
         def lift(txn: adbapi.Transaction) -> Sanction | None:
