@@ -20,7 +20,7 @@ from anonchat.store.sql_archive import SqlArchive
 from tests.archive_contract import BASE_MS, SqlArchiveContractMixin, message, sequence
 from tests.services import require_mysql
 
-TABLES = ("chat_messages", "chat_messages_dead_letter", "schema_version")
+TABLES = ("chat_messages", "chat_messages_dead_letter", "moderation_log", "schema_version")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCK_SECONDS = 120
 

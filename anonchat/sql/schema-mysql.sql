@@ -37,4 +37,15 @@ CREATE TABLE IF NOT EXISTS chat_messages_dead_letter (
     failed_at DATETIME(3) NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
+-- The audit log of moderation actions (SqlModerationLog), newest by id.
+-- Adding it left the schema at version 1: older code ignores the table.
+CREATE TABLE IF NOT EXISTS moderation_log (
+    id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    action VARCHAR(32) NOT NULL,
+    target VARCHAR(191) NOT NULL,
+    reason TEXT NOT NULL,
+    created_at DATETIME(3) NOT NULL,
+    KEY ix_moderation_log_created_at (created_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
 INSERT IGNORE INTO schema_version (version) VALUES (1);

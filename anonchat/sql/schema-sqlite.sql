@@ -29,4 +29,14 @@ CREATE TABLE IF NOT EXISTS chat_messages_dead_letter (
     failed_at TEXT NOT NULL
 );
 
+CREATE TABLE IF NOT EXISTS moderation_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS ix_moderation_log_created_at ON moderation_log (created_at);
+
 INSERT OR IGNORE INTO schema_version (version) VALUES (1);
