@@ -13,7 +13,8 @@ from twisted.trial import unittest
 from anonchat.chat.moderation import BAN, MUTE, Report, Sanction
 from anonchat.chat.ports import IModerationStore
 from anonchat.store.redis_connection import parse_redis_url
-from anonchat.store.redis_moderation import ModerationUnavailable, RedisModerationStore
+from anonchat.chat.ports import ModerationUnavailable
+from anonchat.store.redis_moderation import RedisModerationStore
 from tests.faultproxy import FaultProxy
 from tests.moderation_contract import NOW, ModerationStoreContractMixin
 from tests.privateredis import PrivateRedis

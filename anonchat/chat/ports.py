@@ -27,6 +27,10 @@ class BufferUnavailable(Exception):
     """The buffer could not take or give messages right now (e.g. Redis down)."""
 
 
+class ModerationUnavailable(Exception):
+    """The moderation store could not be reached or did not answer in time."""
+
+
 class ArchiveUnavailable(Exception):
     """The archive could not be reached or refused the transaction."""
 

@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from anonchat.chat.moderation import KINDS, Report, ReportSummary, Sanction
-from anonchat.chat.ports import IModerationStore
+from anonchat.chat.ports import IModerationStore, ModerationUnavailable
 from anonchat.store.redis_connection import connect, is_connected, parse_redis_url, wait_connected
 
 T = TypeVar("T")
@@ -96,10 +96,6 @@ DELETE_SCRIPT = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
 return redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
 """
-
-
-class ModerationUnavailable(Exception):
-    """The moderation store could not be reached or did not answer in time."""
 
 
 def _text(value: Any) -> str:
