@@ -319,8 +319,8 @@ async function main() {
     });
 
     await step('a burst past the rate limit: refusals shown inline, only accepted ones delivered', async () => {
-      // 100 at once: past the burst of 40 unless the page took over 3 s
-      // (the bucket refills 20 a second).
+      // 100 at once: the test server runs --rate-limit 5 (burst 10, refills
+      // 5 a second), so some are refused unless the page took over 18 s.
       const total = 100;
       const loopMs = await a2.page.evaluate((n) => {
         const input = document.getElementById('input');
