@@ -76,7 +76,8 @@ class AnonchatService(service.Service):
         self.reactor = reactor
         self.metrics = Metrics()
         self.buffer = make_buffer(settings, reactor)
-        self.archive: IMessageArchive = SqlArchive.from_url(settings.database, reactor=reactor)
+        self.archive: IMessageArchive = SqlArchive.from_url(
+            settings.database, reactor=reactor, readers=settings.history_readers)
         self.presence: IPresence = InMemoryPresence()
         self.relay: IRelay = LocalRelay()
         if settings.redis:

@@ -12,18 +12,22 @@ MySQL, so the archive neither refuses nor strips it.
 from __future__ import annotations
 
 import inspect
+import threading
 from typing import Any, Awaitable, Callable, Sequence
 
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial.unittest import SkipTest
 from zope.interface.verify import verifyObject
 
 from anonchat.chat.message import ChatMessage, MessageType, id_key
-from anonchat.chat.ports import ArchiveUnavailable, IMessageArchive
+from anonchat.chat.ports import ArchiveBusy, ArchiveUnavailable, IMessageArchive
 from tests.samples import UNICODE_CONTENTS
 
 BASE_MS = 1_732_430_000_000
-
-
+#: a read held in its pool thread gives up after this long, so a failing
+#: test never leaves a pool that cannot close
+HOLD_SECONDS = 30.0
 
 def message(
     message_id: str,
@@ -58,6 +62,7 @@ class ArchiveContractMixin:
     assertIn: Callable[..., None]
     assertIsInstance: Callable[..., None]
     assertFailure: Callable[..., Any]
+    failureResultOf: Callable[..., Any]
 
     def make_archive(self) -> IMessageArchive | Awaitable[IMessageArchive]:
         """A started archive on empty tables (or an awaitable of one, e.g. from
@@ -235,8 +240,123 @@ class ArchiveContractMixin:
         self.assertTrue(await archive.ping())
 
 
+class HeldReads:
+    """Makes every read of one ``SqlArchive`` stop in its pool thread, its
+    query started and its first row fetched (so whatever locks or snapshot
+    the database gives a read are held), until :meth:`release`. Counts the
+    reads that got a thread, and the most that had one at once."""
+
+    def __init__(self, archive: Any) -> None:
+        self._lock = threading.Lock()
+        self._released = threading.Event()
+        self._waiters: list[tuple[int, Deferred[None]]] = []
+        self.entered = 0
+        self.inside = 0
+        self.peak = 0
+
+        def held(txn: Any, sql: str, args: tuple[Any, ...]) -> list[Any]:
+            with self._lock:
+                self.entered += 1
+                self.inside += 1
+                self.peak = max(self.peak, self.inside)
+            try:
+                txn.execute(sql, args)
+                first = txn.fetchone()
+                reactor.callFromThread(self._wake)  # type: ignore[attr-defined]
+                self._released.wait(HOLD_SECONDS)
+                return [] if first is None else [first, *txn.fetchall()]
+            finally:
+                with self._lock:
+                    self.inside -= 1
+
+        archive._query = held
+
+    def _wake(self) -> None:
+        ready = [w for w in self._waiters if w[0] <= self.entered]
+        self._waiters = [w for w in self._waiters if w[0] > self.entered]
+        for _, waiter in ready:
+            waiter.callback(None)
+
+    def entered_at_least(self, count: int, timeout: float = 5.0) -> Deferred[None]:
+        """Fires once ``count`` reads are (or were) in a pool thread."""
+        waiter: Deferred[None] = Deferred()
+        self._waiters.append((count, waiter))
+        self._wake()
+        return waiter.addTimeout(timeout, reactor)
+
+    def release(self) -> None:
+        self._released.set()
+
+
 class SqlArchiveContractMixin(ArchiveContractMixin):
     """What every dialect of ``SqlArchive`` adds to the contract."""
+
+    addCleanup: Callable[..., None]
+
+    async def database_url(self) -> str:
+        """The URL of an empty database for this test (called once per test)."""
+        raise NotImplementedError
+
+    async def sql_archive(self, readers: int | None = None) -> Any:
+        """A started ``SqlArchive`` on :meth:`database_url`, stopped in cleanup."""
+        from anonchat.store.sql_archive import SqlArchive
+
+        url = await self.database_url()
+        archive = SqlArchive.from_url(url) if readers is None else SqlArchive.from_url(url, readers=readers)
+        self.addCleanup(archive.stop)
+        await archive.start()
+        return archive
+
+    def make_archive(self) -> Awaitable[Any]:
+        return self.sql_archive()
+
+    async def every_reader_held(
+        self, readers: int, stored: list[ChatMessage]
+    ) -> tuple[Any, HeldReads, list[Deferred[list[ChatMessage]]]]:
+        """A started archive with ``readers`` readers holding ``stored``, and
+        that many reads of everything, each held in a reader's thread."""
+        archive = await self.sql_archive(readers=readers)
+        await archive.store(stored)
+        held = HeldReads(archive)
+        self.addCleanup(held.release)  # runs before the archive's stop
+        reads = [archive.read_after("0-0", 10) for _ in range(readers)]
+        await held.entered_at_least(readers)
+        return archive, held, reads
+
+    async def test_store_is_not_delayed_by_reads_holding_every_reader(self) -> None:
+        # four readers, at least as many threads as the write pool has (SQLite
+        # one, MySQL four): were reads and writes one pool, it would be full
+        readers = 4
+        first = sequence(3)
+        archive, held, reads = await self.every_reader_held(readers, first)
+        later = [message(f"{BASE_MS + 100}-0", "stored while every reader is busy")]
+        await archive.store(later).addTimeout(5.0, reactor)
+        self.assertEqual(held.inside, readers, "a held read finished before it was released")
+        held.release()
+        # whether a read that began before the store sees it depends on the
+        # database's isolation (SQLite :memory: readers read uncommitted)
+        pages = await gatherResults(reads)
+        self.assertEqual([page[: len(first)] for page in pages], [first] * readers)
+        self.assertEqual(await self.everything(archive), first + later)
+
+    async def test_reads_past_the_waiting_bound_fail_at_once_with_archive_busy(self) -> None:
+        from anonchat.store.sql_archive import WAITING_READS_PER_READER
+
+        readers = 2
+        stored = sequence(5)
+        archive, held, running = await self.every_reader_held(readers, stored)
+        waiting = [archive.read_before(None, 10) for _ in range(readers * WAITING_READS_PER_READER)]
+        refused = [archive.read_after("0-0", 10), archive.read_before(stored[2].id, 10)]
+        self.assertEqual([d.called for d in refused], [True, True], "a read past the bound was queued")
+        for d in refused:
+            failure = self.failureResultOf(d, ArchiveBusy)
+            self.assertIsInstance(failure.value, ArchiveUnavailable)
+        self.assertFalse(any(d.called for d in running + waiting), "a read within the bound was refused")
+        held.release()
+        self.assertEqual(await gatherResults(running), [stored] * readers)
+        self.assertEqual(await gatherResults(waiting), [stored] * len(waiting))
+        self.assertEqual(held.peak, readers, "more reads ran at once than there are readers")
+        self.assertEqual(await archive.read_after(stored[2].id, 10), stored[3:])
 
     def fail_whole_batches(self, archive: Any) -> None:
         # pretend the database never reports data errors, so an unstorable

@@ -390,6 +390,8 @@ class Row:
 
 
 class SummaryTable:
+    """What each attack of one test got back; the test prints it when it ends."""
+
     def __init__(self, title: str) -> None:
         self.title = title
         self.rows: list[Row] = []
@@ -416,17 +418,22 @@ class SummaryTable:
 class HostileTestCase(TestCase):
     """One real server per test method, a bystander on it, and attacks in a row.
 
-    Every attack runs even if an earlier one failed; the method fails at the
-    end listing every attack that did not go as it should.
+    Every attack runs even if an earlier one failed; :meth:`finish` prints the
+    test's table, then fails listing every attack that did not go as it
+    should, and fails if the server's RSS grew by more than
+    ``rss_growth_mib`` from before the first attack to after the last.
     """
 
     timeout = 150
-    table: SummaryTable
+    title = "hostile clients"
+    #: what the attacks of one test may leave behind in the server's RSS
+    rss_growth_mib = 16
 
     async def start_server(self, *args: str, bystander_headers: dict[str, str] | None = None) -> None:
         self.server = ServerProcess(self, *args)
         await self.server.start()
         self.bystander = await Bystander.join(self.server, headers=bystander_headers)
+        self.table = SummaryTable(f"{self.title}: {self.id().rpartition('.')[2]}")
         self.failures: list[str] = []
         self.notes: list[str] = []
 
@@ -452,6 +459,11 @@ class HostileTestCase(TestCase):
         self.table.rows.append(Row(name, response, before, after, bystander, seconds))
 
     def finish(self) -> None:
+        self.table.print()
         if self.server.running is False:
             self.failures.append("the server process died")
+        rows = self.table.rows
+        if rows and rows[-1].rss_after - rows[0].rss_before > self.rss_growth_mib * 1024:
+            self.failures.append(f"RSS grew from {mib(rows[0].rss_before)} to {mib(rows[-1].rss_after)} MiB"
+                                 f" over the attacks (limit {self.rss_growth_mib} MiB)")
         self.assertEqual(self.failures, [], "\n".join(self.failures))

@@ -85,12 +85,8 @@ async def query_mysql(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 
 
 class MysqlArchiveContractTests(SqlArchiveContractMixin, unittest.TestCase):
-    async def make_archive(self) -> SqlArchive:  # type: ignore[override]
-        self.url = await prepare_mysql(self)
-        archive = SqlArchive.from_url(self.url)
-        self.addCleanup(archive.stop)
-        await archive.start()
-        return archive
+    async def database_url(self) -> str:
+        return await prepare_mysql(self)
 
 
 class MysqlArchiveTests(unittest.TestCase):

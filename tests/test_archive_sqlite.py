@@ -13,20 +13,13 @@ from tests.archive_contract import BASE_MS, SqlArchiveContractMixin, message, se
 
 
 class SqliteArchiveContractTests(SqlArchiveContractMixin, unittest.TestCase):
-    async def make_archive(self) -> SqlArchive:  # type: ignore[override]
-        self.path = os.path.abspath(self.mktemp()) + ".sqlite3"
-        archive = SqlArchive.from_url("sqlite:///" + self.path)
-        self.addCleanup(archive.stop)
-        await archive.start()
-        return archive
+    async def database_url(self) -> str:
+        return "sqlite:///" + os.path.abspath(self.mktemp()) + ".sqlite3"
 
 
 class SqliteMemoryArchiveContractTests(SqlArchiveContractMixin, unittest.TestCase):
-    async def make_archive(self) -> SqlArchive:  # type: ignore[override]
-        archive = SqlArchive.from_url("sqlite:///:memory:")
-        self.addCleanup(archive.stop)
-        await archive.start()
-        return archive
+    async def database_url(self) -> str:
+        return "sqlite:///:memory:"
 
 
 class SqliteArchiveTests(unittest.TestCase):

@@ -30,7 +30,7 @@ from tests.test_cluster_faults import (
     redis_connection,
     report,
     sleep,
-    table_counts,
+    row_count,
     until,
 )
 
@@ -101,7 +101,7 @@ class RedisRestartTests(unittest.TestCase):
         first_receipted_after_kill = next(
             (n for n, c in enumerate(numbered, 1) if n > sent_at_kill and c in got_receipt), None)
         report("redis-restart", sent=sender.sent, receipted=len(receipted), reported=sender.not_stored,
-               stored=count, doubled=doubled + stored.doubled_ids, reported_but_stored=len(reported_but_stored),
+               stored=count, doubled=stored.doubled, reported_but_stored=len(reported_but_stored),
                down_for=f"{down_for:.1f}s", receipts_again_in=f"{reconnected_in:.1f}s",
                healthz_while_down=(probe_status, probe_body.get("redis")), healthz_answered_in=f"{probe_took:.1f}s",
                sent_at_kill=sent_at_kill, sent_by_restart=sent_while_down,
@@ -113,13 +113,13 @@ class RedisRestartTests(unittest.TestCase):
         # none silently dropped: every SEND got a RECEIPT or a NOT_STORED
         self.assertEqual(len(receipted) + sender.not_stored, sender.sent)
         # every receipted message archived exactly once
-        self.assertEqual((missing, doubled, stored.doubled_ids), ([], 0, 0))
+        self.assertEqual((missing, doubled, stored.doubled), ([], 0, 0))
         self.assertEqual((probe_status, probe_body.get("redis")), (503, "down"))
         self.assertGreater(sender.not_stored, 0, "nothing failed in an outage longer than the command timeout")
         await until(lambda: healthy(node), 10, "/healthz to say ok again")
         self.assertEqual(await node.stop(), 0, node.read_log()[-3000:])
         final = await archived(mysql_url)
-        self.assertEqual(final.doubled_ids, 0)
+        self.assertEqual(final.doubled, 0)
         self.assertEqual(final.tally(receipted)[1:], (0, []))
 
 
@@ -158,7 +158,7 @@ class KilledMidFlushTests(unittest.TestCase):
         polls = 0
         while True:
             polls += 1
-            rows = (await table_counts(mysql_url))[0]
+            rows = await row_count(mysql_url)
             claimed = await pending(redis)
             if rows > total // 3 and any(claimed.values()):
                 break
@@ -168,7 +168,7 @@ class KilledMidFlushTests(unittest.TestCase):
         if sending.running:
             sending.stop()
         self.assertEqual(await first.kill(), -9)
-        rows_at_kill = (await table_counts(mysql_url))[0]
+        rows_at_kill = await row_count(mysql_url)
         left_pending = await pending(redis)
         await until(lambda: not sender.connected, 5, "the client to see the node die")
         receipted = sender.receipted
@@ -184,13 +184,13 @@ class KilledMidFlushTests(unittest.TestCase):
         count, doubled, missing = stored.tally(receipted)
         unreceipted = [c for c in sender.contents.values() if c not in set(receipted)]
         report("sigkill-mid-flush", sent=sender.sent, receipted=len(receipted), reported=sender.not_stored,
-               stored=count, doubled=doubled + stored.doubled_ids, stored_unreceipted=stored.tally(unreceipted)[0],
+               stored=count, doubled=stored.doubled, stored_unreceipted=stored.tally(unreceipted)[0],
                rows_at_kill=rows_at_kill, pending_at_kill=sum(left_pending.values()),
                recovered_in=f"{recovered_in:.1f}s")
         self.assertGreater(sum(left_pending.values()), 0, "no batch was left pending by the killed node")
         self.assertGreater(stored.total, rows_at_kill, "nothing was left to archive after the kill")
-        self.assertEqual((missing, doubled, stored.doubled_ids), ([], 0, 0))
+        self.assertEqual((missing, doubled, stored.doubled), ([], 0, 0))
         self.assertEqual((sender.errors, sender.other_reports, sender.not_stored), ([], [], 0))
         self.assertEqual(await second.stop(), 0, second.read_log()[-3000:])
         final = await archived(mysql_url)
-        self.assertEqual((final.doubled_ids, final.tally(receipted)[1:]), (0, (0, [])))
+        self.assertEqual((final.doubled, final.tally(receipted)[1:]), (0, (0, [])))

@@ -35,6 +35,11 @@ class ArchiveUnavailable(Exception):
     """The archive could not be reached or refused the transaction."""
 
 
+class ArchiveBusy(ArchiveUnavailable):
+    """Too many history reads are already waiting: this one is refused at
+    once rather than queued; the caller may retry later (503, Retry-After)."""
+
+
 class IMessageBuffer(Interface):
     """Ordered, durable-at-once store of recent and not yet archived messages."""
 
@@ -99,10 +104,12 @@ class IMessageArchive(Interface):
 
     def read_before(before_id: str | None, limit: int) -> Deferred[list[ChatMessage]]:
         """The newest ``limit`` messages with ids before ``before_id`` (all
-        when None), oldest first."""
+        when None), oldest first. Fails with ArchiveUnavailable, or with
+        ArchiveBusy when too many reads are waiting already."""
 
     def read_after(after_id: str, limit: int) -> Deferred[list[ChatMessage]]:
-        """Up to ``limit`` messages with ids after ``after_id``, oldest first."""
+        """Up to ``limit`` messages with ids after ``after_id``, oldest first.
+        Fails like ``read_before``."""
 
     def ping() -> Deferred[bool]:
         """True when the database answers now."""

@@ -7,25 +7,36 @@ then written row by row in the same transaction and each refused row is set
 aside in ``chat_messages_dead_letter``; connection errors fail the whole
 store with ArchiveUnavailable so the flusher retries it later.
 
-SQLite runs on a one-connection pool: it serialises writers anyway, and it
-is the only way ``sqlite:///:memory:`` is one database rather than several.
+History reads (REST pages, replays) run on a pool of their own, so a flood
+of them can never delay a flush: at most ``readers`` run at once and at most
+``WAITING_READS_PER_READER`` times as many wait; past that a read fails at
+once with ArchiveBusy, so callers answer "try later" instead of queueing
+without bound.
+
+SQLite writes on a one-connection pool: it serialises writers anyway. A file
+database runs in WAL mode so readers and the writer never block each other;
+``sqlite:///:memory:`` becomes a shared-cache in-memory database private to
+this archive, whose readers read without table locks (they may see a batch
+being written; the same rows are in the buffer anyway).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 from contextlib import suppress
 from typing import Any, Callable, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from twisted.enterprise import adbapi
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from anonchat.chat.message import ChatMessage, MessageType, id_key
-from anonchat.chat.ports import ArchiveUnavailable, IMessageArchive
+from anonchat.chat.ports import ArchiveBusy, ArchiveUnavailable, IMessageArchive
 from anonchat.store.sql_dialect import MYSQL, SQLITE, SqlDialect
 
 #: the schema version this code writes; a database with a newer one is refused
@@ -33,11 +44,16 @@ SCHEMA_VERSION = 1
 #: rows per INSERT statement: a default batch (500) is one statement, bigger
 #: ones stay under SQLite's bound-parameter and MySQL's packet limits
 ROWS_PER_STATEMENT = 1000
+#: history reads that may run at once, unless the caller says (history-readers)
+DEFAULT_READERS = 4
+#: reads that may wait for a reader, per reader; more are refused (ArchiveBusy)
+WAITING_READS_PER_READER = 4
 COLUMNS = "id, id_ms, id_seq, type, sender, content, created_at"
 SELECTED = "id, type, sender, content, created_at"
 MYSQL_TIMEOUTS = {"connect_timeout": 5.0, "read_timeout": 30.0, "write_timeout": 30.0}
 
 Row = tuple[Any, ...]
+_memory_databases = itertools.count(1)
 
 
 def connection_settings(url: str) -> tuple[SqlDialect, tuple[Any, ...], dict[str, Any]]:
@@ -88,6 +104,35 @@ def connection_settings(url: str) -> tuple[SqlDialect, tuple[Any, ...], dict[str
         }
         return MYSQL, (), kwargs
     raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:/// or mysql://")
+
+
+def _sqlite_wal(connection: Any) -> None:
+    connection.execute("PRAGMA journal_mode=WAL")
+
+
+def _sqlite_unlocked_reads(connection: Any) -> None:
+    connection.execute("PRAGMA read_uncommitted = 1")
+
+
+class ReadGate:
+    """Admission for history reads: ``running`` at once, ``waiting`` more in
+    line; :meth:`enter` raises ArchiveBusy at once when the line is full."""
+
+    def __init__(self, running: int, waiting: int) -> None:
+        self._semaphore = DeferredSemaphore(running)
+        self._waiting = waiting
+        self.refused = 0
+
+    def enter(self) -> Deferred[Any]:
+        """Fires when the read may run; call :meth:`leave` once it is done."""
+        semaphore = self._semaphore
+        if semaphore.tokens == 0 and len(semaphore.waiting) >= self._waiting:
+            self.refused += 1
+            raise ArchiveBusy(f"{len(semaphore.waiting)} history reads are waiting already")
+        return semaphore.acquire()
+
+    def leave(self) -> None:
+        self._semaphore.release()
 
 
 class _QuietConnection(adbapi.Connection):  # type: ignore[misc]
@@ -147,8 +192,18 @@ class SqlArchive:
 
     log = Logger()
 
-    def __init__(self, pool: adbapi.ConnectionPool, dialect: SqlDialect, clock: Any) -> None:
+    def __init__(
+        self,
+        pool: adbapi.ConnectionPool,
+        dialect: SqlDialect,
+        clock: Any,
+        read_pool: adbapi.ConnectionPool | None = None,
+        readers: int = DEFAULT_READERS,
+    ) -> None:
+        #: the writes' pool (the flusher's), and the history reads' own
         self.pool = pool
+        self.read_pool = pool if read_pool is None else read_pool
+        self._reads = ReadGate(readers, readers * WAITING_READS_PER_READER)
         self._dialect = dialect
         self._clock = clock
         self.dead_lettered = 0
@@ -159,15 +214,38 @@ class SqlArchive:
         self._idle: list[Deferred[None]] = []
 
     @classmethod
-    def from_url(cls, url: str, reactor: Any = None) -> SqlArchive:
+    def from_url(cls, url: str, reactor: Any = None, readers: int = DEFAULT_READERS) -> SqlArchive:
+        """An archive on ``url`` with ``readers`` connections for history reads
+        besides the writes' own."""
+        if readers < 1:
+            raise ValueError("an archive needs at least one reader")
         dialect, args, kwargs = connection_settings(url)
         if reactor is None:
             from twisted.internet import reactor as global_reactor
 
             reactor = global_reactor
-        pool = adbapi.ConnectionPool(dialect.dbapi_name, *args, cp_reactor=reactor, **kwargs)
-        pool.connectionFactory = _QuietConnection
-        return cls(pool, dialect, reactor)
+        write_setup: Callable[[Any], None] | None = None
+        read_setup: Callable[[Any], None] | None = None
+        if dialect is SQLITE and args[0] == ":memory:":
+            args = (f"file:anonchat-{os.getpid()}-{next(_memory_databases)}?mode=memory&cache=shared",)
+            kwargs = {**kwargs, "uri": True}
+            read_setup = _sqlite_unlocked_reads
+        elif dialect is SQLITE:
+            write_setup = read_setup = _sqlite_wal
+
+        def pool(setup: Callable[[Any], None] | None, **overrides: Any) -> adbapi.ConnectionPool:
+            made = adbapi.ConnectionPool(
+                dialect.dbapi_name, *args, cp_reactor=reactor, cp_openfun=setup, **{**kwargs, **overrides}
+            )
+            made.connectionFactory = _QuietConnection
+            return made
+
+        return cls(pool(write_setup), dialect, reactor, pool(read_setup, cp_min=1, cp_max=readers), readers)
+
+    @property
+    def reads_refused(self) -> int:
+        """History reads refused with ArchiveBusy so far."""
+        return self._reads.refused
 
     # -- the port --------------------------------------------------------
 
@@ -194,13 +272,16 @@ class SqlArchive:
 
     # -- plumbing --------------------------------------------------------
 
-    def _run(self, interaction: Callable[..., Any], *args: Any) -> Deferred[Any]:
-        """``interaction`` in a pool thread, in one transaction; any failure
-        becomes ArchiveUnavailable. ``stop`` waits for these to finish."""
+    def _run(
+        self, interaction: Callable[..., Any], *args: Any, pool: adbapi.ConnectionPool | None = None
+    ) -> Deferred[Any]:
+        """``interaction`` in a thread of ``pool`` (the writes' by default), in
+        one transaction; any failure becomes ArchiveUnavailable. ``stop``
+        waits for these to finish."""
         if self._stopped:
             return Deferred.fromCoroutine(self._refuse())
         self._busy += 1
-        running: Deferred[Any] = self.pool.runInteraction(interaction, *args)
+        running: Deferred[Any] = (pool or self.pool).runInteraction(interaction, *args)
         running.addBoth(self._finished)
         return running.addErrback(self._unavailable)
 
@@ -229,6 +310,8 @@ class SqlArchive:
             self._idle.append(waiter)
             await waiter
         # no interaction is running, so joining the idle pool threads is quick
+        if self.read_pool is not self.pool:
+            self.read_pool.close()
         self.pool.close()
 
     async def _ensure_schema(self) -> None:
@@ -263,9 +346,13 @@ class SqlArchive:
             args = (ms, ms, seq)
         if limit <= 0:
             return []
-        await self._ensure_schema()
-        sql = self._dialect.params(f"SELECT {SELECTED} FROM chat_messages {where} ORDER BY {order} LIMIT ?")
-        rows = await self._run(self._query, sql, (*args, int(limit)))
+        await self._reads.enter()
+        try:
+            await self._ensure_schema()
+            sql = self._dialect.params(f"SELECT {SELECTED} FROM chat_messages {where} ORDER BY {order} LIMIT ?")
+            rows = await self._run(self._query, sql, (*args, int(limit)), pool=self.read_pool)
+        finally:
+            self._reads.leave()
         messages = [self._message(row) for row in rows]
         return messages[::-1] if newest_first else messages
 

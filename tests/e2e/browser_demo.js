@@ -3,10 +3,14 @@
 // /usr/bin/chromium through playwright-core), for tests/test_browser_demo.py.
 //
 //   node browser_demo.js '{"url": "http://127.0.0.1:PORT", "outDir": "...",
-//                          "chromium": "/usr/bin/chromium", "screenshot": "/tmp/x.png"}'
+//                          "chromium": "/usr/bin/chromium", "screenshot": "/tmp/x.png",
+//                          "pageA": [QUERY, TRANSPORT], "pageB": [...], "pageC": [...]}'
 //
 // Two pages (separate browser contexts, so one can go offline alone) chat
-// with each other through the server. Each step prints one JSON line
+// with each other through the server; a third joins later. Each page is
+// opened with its QUERY and must say it is connected over its TRANSPORT
+// (as its status line names it: "SockJS websocket", "WebSocket"...), on
+// every (re)connection: a page that fell back to another transport fails. Each step prints one JSON line
 // ({"ev": "step", "name": ..., "ms": ...}); a failed step prints
 // {"ev": "fail", "step": ..., "error": ...} and the process exits 1.
 'use strict';
@@ -44,13 +48,14 @@ async function step(name, fn) {
 
 // ---- page helpers, run in the browser ------------------------------------
 
-async function openPage(browser, name, query, viewport) {
+async function openPage(browser, name, [query, transport], viewport) {
+  check(typeof query === 'string' && typeof transport === 'string', `no [query, transport] for page ${name}`);
   const context = await browser.newContext({
     viewport, locale: 'ko-KR', timezoneId: 'Asia/Seoul', deviceScaleFactor: 1,
   });
   const page = await context.newPage();
   page.setDefaultTimeout(STEP_TIMEOUT);
-  const record = { name, page, context, errors: [], sent: [], requests: [], query };
+  const record = { name, page, context, errors: [], sent: [], requests: [], query, transport };
   page.on('pageerror', (error) => record.errors.push(String(error && error.stack || error)));
   // What the page sent, whatever the transport: WebSocket frames and
   // SockJS xhr_send bodies. Used to see the resume header go out.
@@ -68,10 +73,13 @@ async function waitConnected(p, connects) {
   await p.page.waitForFunction((n) => document.body.dataset.state === 'connected' &&
     window.anonchat.state.stats.connects >= n && /^익명-\d{5}$/.test(document.getElementById('me').textContent),
   connects || 1);
-  return p.page.evaluate(() => ({
+  const info = await p.page.evaluate(() => ({
     me: document.getElementById('me').textContent,
     status: document.getElementById('status-text').textContent,
   }));
+  check(info.status.endsWith(' · ' + p.transport),
+    `${p.name}: connected as "${info.status}", not over ${p.transport}`);
+  return info;
 }
 
 function bubbles(p, text) {
@@ -157,9 +165,8 @@ async function main() {
   });
   const pages = [];
   try {
-    const qa = config.queryA || '', qb = config.queryB || '';
-    const a = await step('open page A ' + (qa || '(default: SockJS)'), () => openPage(browser, 'A', qa, { width: 1100, height: 720 }));
-    const b = await step('open page B ' + (qb || '(default: SockJS)'), () => openPage(browser, 'B', qb, { width: 400, height: 760 }));
+    const a = await step('open page A on ' + config.pageA[1], () => openPage(browser, 'A', config.pageA, { width: 1100, height: 720 }));
+    const b = await step('open page B on ' + config.pageB[1], () => openPage(browser, 'B', config.pageB, { width: 400, height: 760 }));
     pages.push(a, b);
 
     const [infoA, infoB] = await step('both pages connect and show their nickname', () =>
@@ -251,7 +258,7 @@ async function main() {
     let a2 = a;
     await step('A reloads with a 3-message page and scrolls up through history', async () => {
       a.requests.length = 0;
-      await a.page.goto(URL_BASE + '/?page=3' + (qa ? '&' + qa.replace(/^\?/, '') : ''));
+      await a.page.goto(URL_BASE + '/?page=3' + (a.query ? '&' + a.query.replace(/^\?/, '') : ''));
       const info = await waitConnected(a);
       await waitForBubble(a, '메시지 5');
       for (let i = 0; i < 40; i++) {
@@ -303,19 +310,17 @@ async function main() {
       await checkOrderAndUniqueness(a2);
     });
 
-    if (config.queryC !== undefined) {
-      await step('a third page on ' + config.queryC + ' connects and sees the conversation', async () => {
-        const c = await openPage(browser, 'C', config.queryC, { width: 800, height: 600 });
-        pages.push(c);
-        const info = await waitConnected(c);
-        emit('info', { c: info });
-        await waitForBubble(c, '다시 연결 테스트');
-      });
-    }
+    await step('a third page on ' + config.pageC[1] + ' connects and sees the conversation', async () => {
+      const c = await openPage(browser, 'C', config.pageC, { width: 800, height: 600 });
+      pages.push(c);
+      const info = await waitConnected(c);
+      emit('info', { c: info });
+      await waitForBubble(c, '다시 연결 테스트');
+    });
 
     await step('a burst past the rate limit: refusals shown inline, only accepted ones delivered', async () => {
-      // 100 at once: past the burst of 40 unless the page took over 3 s
-      // (the bucket refills 20 a second).
+      // 100 at once: the test server runs --rate-limit 5 (burst 10, refills
+      // 5 a second), so some are refused unless the page took over 18 s.
       const total = 100;
       const loopMs = await a2.page.evaluate((n) => {
         const input = document.getElementById('input');
