@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 from autobahn.twisted.resource import WebSocketResource
 from twisted.web.resource import Resource
 from twisted.logger import Logger
-from twisted.web.http import HTTPChannel
 from twisted.web.server import Request, Site
 from twisted.web.static import File
 
 from anonchat.metrics import MetricsResource
 from anonchat.web.clientaddress import client_address
+from anonchat.web.requestbody import DEFAULT_MAX_REQUEST_BODY, BodyLimitedChannel, BodyLimitedRequest
 from anonchat.web.rest import Api, CorsPolicy, JsonResource
 from anonchat.web.sockjs import SockJSOptions, SockJSResource
 from anonchat.web.websocket import StompWebSocketFactory
@@ -36,8 +36,8 @@ class StaticFiles(File):
         return super().render_GET(request)  # type: ignore[no-any-return]
 
 
-class QuietHTTPChannel(HTTPChannel):
-    """Twisted's channel, but its idle-timeout log line names no client address."""
+class QuietHTTPChannel(BodyLimitedChannel):
+    """Bounded request bodies, and an idle-timeout log line that names no client address."""
 
     def timeoutConnection(self) -> None:
         log.info("closing an idle or incomplete HTTP connection")
@@ -52,6 +52,9 @@ class QuietSite(Site):
     finishes its request is not held for long."""
 
     protocol = QuietHTTPChannel  # type: ignore[assignment]
+    requestFactory = BodyLimitedRequest
+    #: Bytes of one request body (``--max-request-body``), read by the channel.
+    max_request_body = DEFAULT_MAX_REQUEST_BODY
 
     def log(self, request: object) -> None:
         pass
@@ -105,4 +108,5 @@ def build_site(svc: AnonchatService) -> tuple[Site, SockJSResource]:
     site = QuietSite(root, timeout=settings.connect_timeout)
     site.displayTracebacks = False
     site.noisy = False
+    site.max_request_body = settings.max_request_body
     return site, sockjs
