@@ -37,7 +37,7 @@ from anonchat.stomp.transport import ClientInfo, IFrameReceiver, IFrameTransport
 from anonchat.store.flusher import Flusher
 from anonchat.store.memory import InMemoryBuffer
 from anonchat.store.sql_archive import SqlArchive
-from anonchat.web.connlimit import ConnectionLimiter
+from anonchat.web.addresslimits import AddressLimits
 from anonchat.web.site import build_site
 
 log = Logger()
@@ -92,7 +92,8 @@ class AnonchatService(service.Service):
             heartbeat=(settings.heartbeat, settings.heartbeat),
             max_subscriptions=settings.max_subscriptions,
         )
-        self.limiter = ConnectionLimiter(settings.max_connections_per_ip)
+        self.limiter = AddressLimits(reactor, max_connections=settings.max_connections_per_ip,
+                                     api_rate=settings.api_rate)
         self.sessions: dict[StompSession, None] = {}
         #: Per-address slots this service holds (SockJS sessions).
         self._slots: dict[StompSession, str] = {}

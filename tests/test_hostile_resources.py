@@ -316,7 +316,7 @@ class PerAddressLimitTests(HostileTestCase):
                                 bystander_headers={"X-Forwarded-For": "198.51.100.1"})
 
         async def ten_sockjs() -> str:
-            # The limit is per address across every transport (anonchat/web/connlimit.py).
+            # The limit is per address across every transport (anonchat/web/addresslimits.py).
             addr = "203.0.113.20"
             socks, statuses = await self.open_many(10, {"X-Forwarded-For": addr}, "/ws-chat/000/x{}/websocket", None)
             opened = 0

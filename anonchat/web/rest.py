@@ -20,6 +20,7 @@ from anonchat.chat.message import ChatMessage, iso_timestamp
 from anonchat.chat.message import id_key
 from anonchat.chat.ports import IPresence
 from anonchat.chat.ports import IMessageArchive, IMessageBuffer
+from anonchat.web.addresslimits import AddressLimits
 from anonchat.web.origins import origin_allowed
 
 log = Logger()
@@ -137,6 +138,40 @@ class JsonResource(Resource):
         request.setHeader("Cache-Control", "no-store")
         request.write(_json_bytes(body))
         request.finish()
+
+
+class RateLimitedApi(Resource):
+    """``/api``: every request under it first takes a token from its client
+    address's budget (``--api-rate``); past it, 429 with ``Retry-After``."""
+
+    def __init__(self, limits: AddressLimits, client_address: Callable[[Request], str], cors: CorsPolicy) -> None:
+        super().__init__()
+        self._limits = limits
+        self._client_address = client_address
+        self._cors = cors
+
+    def getChildWithDefault(self, path: bytes, request: Request) -> Resource:
+        wait = self._limits.take_request(self._client_address(request))
+        if wait is not None:
+            return TooManyRequests(wait, self._cors)
+        return super().getChildWithDefault(path, request)  # type: ignore[no-any-return]
+
+
+class TooManyRequests(Resource):
+    isLeaf = True
+
+    def __init__(self, retry_after: int, cors: CorsPolicy) -> None:
+        super().__init__()
+        self._retry_after = retry_after
+        self._cors = cors
+
+    def render(self, request: Request) -> bytes:
+        self._cors.apply(request)
+        request.setResponseCode(429)
+        request.setHeader("Retry-After", str(self._retry_after))
+        request.setHeader("Content-Type", "application/json;charset=UTF-8")
+        request.setHeader("Cache-Control", "no-store")
+        return _json_bytes({"error": "too many requests", "retry_after": self._retry_after})
 
 
 def messages_json(messages: list[ChatMessage]) -> list[dict[str, Any]]:

@@ -7,15 +7,14 @@ import os
 from typing import TYPE_CHECKING
 
 from autobahn.twisted.resource import WebSocketResource
-from twisted.web.resource import Resource
 from twisted.logger import Logger
 from twisted.web.server import Request, Site
 from twisted.web.static import File
 
 from anonchat.metrics import MetricsResource
-from anonchat.web.clientaddress import client_address
+from anonchat.web.clientaddress import request_client_address
 from anonchat.web.requestbody import DEFAULT_MAX_REQUEST_BODY, BodyLimitedChannel, BodyLimitedRequest
-from anonchat.web.rest import Api, CorsPolicy, JsonResource
+from anonchat.web.rest import Api, CorsPolicy, JsonResource, RateLimitedApi
 from anonchat.web.sockjs import SockJSOptions, SockJSResource
 from anonchat.web.websocket import StompWebSocketFactory
 
@@ -77,8 +76,7 @@ def build_site(svc: AnonchatService) -> tuple[Site, SockJSResource]:
     trusted = settings.trusted_proxies or frozenset()
 
     def address(request: Request) -> str:
-        peer = getattr(request.getClientAddress(), "host", "local")
-        return client_address(peer, request.getHeader("x-forwarded-for"), trusted)
+        return request_client_address(request, trusted)
 
     sockjs = SockJSResource(
         svc.new_session,
@@ -96,7 +94,7 @@ def build_site(svc: AnonchatService) -> tuple[Site, SockJSResource]:
     )
     root = StaticFiles(STATIC_DIR)
     root.putChild(b"ws-chat", sockjs)
-    api_root = Resource()
+    api_root = RateLimitedApi(svc.limiter, address, cors)
     messages = JsonResource(api.history, cors)
     messages.isLeaf = False
     messages.putChild(b"recent", JsonResource(api.recent, cors))

@@ -25,7 +25,7 @@ from zope.interface import implementer
 from anonchat.stomp.outbound import Outbound
 from anonchat.stomp.transport import ClientInfo, IFrameReceiver, IFrameTransport
 from anonchat.web.clientaddress import client_address
-from anonchat.web.connlimit import ConnectionLimiter
+from anonchat.web.addresslimits import AddressLimits
 from anonchat.web.origins import origin_allowed
 
 log = Logger()
@@ -170,7 +170,7 @@ class StompWebSocketFactory(WebSocketServerFactory):  # type: ignore[misc]
         max_send_buffer: int = 512 * 1024,
         allowed_origins: AbstractSet[str] | None = None,
         trusted_proxies: AbstractSet[str] = frozenset(),
-        limiter: ConnectionLimiter | None = None,
+        limiter: AddressLimits,
         on_refusal: Callable[[str], Any] | None = None,
         server: str = "anonchat",
     ) -> None:
@@ -179,7 +179,7 @@ class StompWebSocketFactory(WebSocketServerFactory):  # type: ignore[misc]
         self.max_send_buffer = max_send_buffer
         self.allowed_origins = allowed_origins
         self.trusted_proxies = trusted_proxies
-        self.limiter = limiter or ConnectionLimiter()
+        self.limiter = limiter
         self._on_refusal = on_refusal
         # No WebSocket size limits: payload is streamed to the STOMP parser,
         # whose frame limit bounds what is held.
