@@ -251,15 +251,24 @@ class WritableTests(SynchronousTestCase):
 
     def test_waits_while_queued_for_the_next_poll_then_fires(self) -> None:
         session, first = self.open(polling=True)  # the open frame ended this poll
-        session.send(Outbound(b"x"))
+        session.send(Outbound(b"x" * 60))  # past the low-water mark (half of the 100-byte buffer)
         waiting = session.when_writable()
         self.assertNoResult(waiting)
         session.attach(FakeChannel(session, polling=True))
         self.successResultOf(waiting)
 
+    def test_room_below_the_low_water_mark_even_while_a_poll_is_awaited(self) -> None:
+        """A polling client empties the queue once per round trip: the
+        sender may fill half the buffer per poll, not one message."""
+        session, first = self.open(polling=True)
+        session.send(Outbound(b"x" * 20))
+        self.successResultOf(session.when_writable())
+        session.send(Outbound(b"y" * 30))  # 54 bytes queued as JSON literals: over half of 100
+        self.assertNoResult(session.when_writable())
+
     def test_fires_when_the_session_ends(self) -> None:
         session, _ = self.open(polling=True)
-        session.send(Outbound(b"x"))
+        session.send(Outbound(b"x" * 60))
         waiting = session.when_writable()
         self.clock.advance(5.1)  # expired: nobody polled
         self.successResultOf(waiting)

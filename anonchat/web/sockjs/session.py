@@ -78,6 +78,7 @@ class SockJSSession:
         self._heartbeat_delay = heartbeat_delay
         self._disconnect_delay = disconnect_delay
         self._max_send_buffer = max_send_buffer
+        self._low_water = max_send_buffer // 2
         self._on_gone = on_gone
         self._on_close = on_close
 
@@ -112,9 +113,11 @@ class SockJSSession:
         self._close(GO_AWAY, lost_now=False)
 
     def when_writable(self) -> Deferred[None]:
-        """Room again once what is queued has gone out to a receiving
-        request (the next poll, for polling transports), or the end."""
-        if not self._pending or self.state is State.CLOSED:
+        """Room while less than half the send buffer is queued (a low-water
+        mark: a polling client empties the queue only once per round trip,
+        so waiting for an empty queue would let one message through per
+        poll); else once the queue goes out to a receiving request, or the end."""
+        if self._pending_bytes < self._low_water or self.state is State.CLOSED:
             return succeed(None)
         d: Deferred[None] = Deferred()
         self._waiting.append(d)
