@@ -261,3 +261,44 @@ class PollingResumeTests(TestCase):
             self.assertEqual(chats, 199)
             self.assertLessEqual(polls, 5, f"{polls} polls for 199 replayed messages")
         return ensureDeferred(go())
+
+
+class SendWhilePausedTests(SynchronousTestCase):
+    """A send that arrives while the STOMP session has paused reading is
+    answered once its messages are read; sockjs-client waits for it."""
+
+    def setUp(self) -> None:
+        from tests.test_sockjs_session import Pauser
+
+        self.made: list[Pauser] = []
+
+        def factory(transport: object, client: object) -> Pauser:
+            self.made.append(Pauser(transport, client))  # type: ignore[arg-type]
+            return self.made[-1]
+
+        self.http = HTTPHarness(factory)
+        self.http.post(b"/0/s/xhr")
+
+    def test_xhr_send_is_answered_when_reading_resumes(self) -> None:
+        held = self.http.post(b"/0/s/xhr_send", b'["pause","b"]')
+        self.assertEqual(held.transport.value(), b"")  # no answer yet
+        self.assertEqual(self.made[0].received, [b"pause"])
+        second = self.http.post(b"/0/s/xhr_send", b'["c"]').response()
+        self.assertEqual(second.status, 429)
+        self.made[0].transport.resume_reading()
+        self.assertEqual(held.response().status, 204)
+        self.assertEqual(self.made[0].received, [b"pause", b"b"])
+        self.assertEqual(self.http.post(b"/0/s/xhr_send", b'["c"]').response().status, 204)
+        self.assertEqual(self.made[0].received, [b"pause", b"b", b"c"])
+
+    def test_jsonp_send_is_answered_ok_when_reading_resumes(self) -> None:
+        held = self.http.post(b"/0/s/jsonp_send", b"d=%5B%22pause%22%2C%22b%22%5D", headers=FORM)
+        self.assertEqual(held.transport.value(), b"")
+        self.made[0].transport.resume_reading()
+        self.assertEqual((held.response().status, held.response().body), (200, b"ok"))
+
+    def test_a_client_gone_while_held_is_no_trouble(self) -> None:
+        held = self.http.post(b"/0/s/xhr_send", b'["pause","b"]')
+        held.abort()
+        self.made[0].transport.resume_reading()
+        self.assertEqual(self.made[0].received, [b"pause", b"b"])

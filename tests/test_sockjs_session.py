@@ -27,6 +27,8 @@ class FakeChannel:
         self.ended = False
         self.aborted = False
         self.paused = False
+        self.reading: list[str] = []  # "pause" / "resume" calls, in order
+        self.keepalives: list[tuple[float, float]] = []
 
     @property
     def writable(self) -> bool:
@@ -44,6 +46,15 @@ class FakeChannel:
 
     def abort(self) -> None:
         self.aborted = True
+
+    def pause_reading(self) -> None:
+        self.reading.append("pause")
+
+    def resume_reading(self) -> None:
+        self.reading.append("resume")
+
+    def keepalive(self, interval: float, timeout: float) -> None:
+        self.keepalives.append((interval, timeout))
 
 
 class SessionTests(SynchronousTestCase):
@@ -272,3 +283,71 @@ class WritableTests(SynchronousTestCase):
         waiting = session.when_writable()
         self.clock.advance(5.1)  # expired: nobody polled
         self.successResultOf(waiting)
+
+
+class Pauser(Recorder):
+    """Pauses its carrier's reading when it receives ``pause``."""
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if data == b"pause":
+            self.transport.pause_reading()
+
+
+class ReadingPauseTests(SynchronousTestCase):
+    """``pause_reading``: the STOMP session has too much work waiting."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.made: list[Pauser] = []
+
+        def factory(transport: Any, client: ClientInfo) -> Pauser:
+            self.made.append(Pauser(transport, client))
+            return self.made[-1]
+
+        options = SockJSOptions(heartbeat_delay=25.0, disconnect_delay=5.0)
+        self.registry = SessionRegistry(factory, self.clock, options)
+        self.session = self.registry.create("s1", "xhr", CLIENT)
+        self.channel = FakeChannel(self.session)
+        self.session.attach(self.channel)
+
+    def test_messages_after_the_pause_are_held_then_delivered_in_order(self) -> None:
+        self.session.messages_received(["a", "pause", "b", "c"])
+        self.assertEqual(self.made[0].received, [b"a", b"pause"])
+        self.assertTrue(self.session.holding)
+        read = self.session.when_read()
+        self.assertNoResult(read)
+        self.session.messages_received(["d"])
+        self.session.resume_reading()
+        self.assertEqual(self.made[0].received, [b"a", b"pause", b"b", b"c", b"d"])
+        self.assertFalse(self.session.holding)
+        self.successResultOf(read)
+
+    def test_paused_again_while_delivering_what_was_held(self) -> None:
+        self.session.messages_received(["pause", "pause", "x"])
+        self.session.resume_reading()
+        self.assertEqual(self.made[0].received, [b"pause", b"pause"])
+        self.session.resume_reading()
+        self.assertEqual(self.made[0].received, [b"pause", b"pause", b"x"])
+
+    def test_pause_and_resume_reach_the_receiving_channel(self) -> None:
+        self.session.pause_reading()
+        self.session.resume_reading()
+        self.assertEqual(self.channel.reading, ["pause", "resume"])
+
+    def test_held_messages_are_dropped_when_the_session_ends(self) -> None:
+        self.session.messages_received(["pause", "b"])
+        read = self.session.when_read()
+        self.session.shutdown()
+        self.successResultOf(read)
+        self.assertFalse(self.session.holding)
+        self.assertEqual(self.made[0].received, [b"pause"])
+
+    def test_keepalive_goes_to_the_channel_and_to_the_next_one(self) -> None:
+        polled = self.registry.create("s2", "xhr", CLIENT)
+        first = FakeChannel(polled, polling=True)
+        polled.attach(first)  # the open frame ends this poll
+        polled.keepalive(30.0, 10.0)
+        second = FakeChannel(polled)
+        polled.attach(second)
+        self.assertEqual(second.keepalives, [(30.0, 10.0)])

@@ -65,6 +65,7 @@ def build_site(svc: AnonchatService) -> tuple[Site, SockJSResource]:
     cors = CorsPolicy(settings.allowed_origins)
     ws_factory = StompWebSocketFactory(
         svc.new_session,
+        svc.reactor,
         max_send_buffer=settings.max_send_buffer,
         allowed_origins=settings.allowed_origins,
         trusted_proxies=settings.trusted_proxies or frozenset(),
