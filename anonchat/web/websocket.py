@@ -33,8 +33,6 @@ from anonchat.web.addresslimits import AddressLimits
 from anonchat.web.clientaddress import client_address
 from anonchat.web.origins import origin_allowed
 
-# Not ``log`` on the protocol: that name is Autobahn's own (txaio) logger,
-# whose debug output names the peer and every header.
 log = Logger()
 
 #: Subprotocols in our order of preference.
@@ -75,6 +73,26 @@ def configure(factory: WebSocketServerFactory, max_message_size: int) -> None:
     )
 
 
+class LibraryLog:
+    """Stands in for Autobahn's per-connection logger. Its events carry the
+    peer's address and every request header as fields (at debug level, and
+    some warnings too), so only the templates of warnings and worse go on,
+    with no values filled in."""
+
+    def _drop(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    trace = debug = info = _drop
+
+    def warn(self, format: str | None = None, *args: Any, **kwargs: Any) -> None:
+        log.warn("WebSocket library: {template}", template=format or "")
+
+    warning = error = critical = failure = warn
+
+    def __getattr__(self, name: str) -> Any:
+        return self._drop
+
+
 @implementer(IPushProducer)
 class WebSocketCarrier(WebSocketServerProtocol):  # type: ignore[misc]
     """One WebSocket as a carrier: write-side back-pressure (we take the
@@ -85,6 +103,7 @@ class WebSocketCarrier(WebSocketServerProtocol):  # type: ignore[misc]
 
     #: The connected TCP or TLS transport (with producer support).
     transport: Any
+    log = LibraryLog()
 
     write_paused = False
     reading_paused = False
