@@ -103,7 +103,11 @@ class AnonchatService(service.Service):
         self._backlog_sampler = LoopingCall(self._sample_backlog)
         self._backlog_sampler.clock = reactor
         self.metrics.add_sampler(self._sample)
-        self.site, self.sockjs = build_site(self)
+        self.site, self.sockjs = build_site(
+            settings, reactor, session_factory=self.new_session, buffer=self.buffer, archive=self.archive,
+            presence=self.presence, ready=lambda: self.ready, metrics=self.metrics, limits=self.limiter,
+            on_close=self.count_close,
+        )
         self.port: IListeningPort | None = None
         self._starting: Deferred[None] | None = None
 
