@@ -268,14 +268,8 @@ class SendWhilePausedTests(SynchronousTestCase):
     answered once its messages are read; sockjs-client waits for it."""
 
     def setUp(self) -> None:
-        from tests.test_sockjs_session import Pauser
-
-        self.made: list[Pauser] = []
-
-        def factory(transport: object, client: object) -> Pauser:
-            self.made.append(Pauser(transport, client))  # type: ignore[arg-type]
-            return self.made[-1]
-
+        factory = RecorderFactory(pause_on=b"pause")
+        self.made = factory.made
         self.http = HTTPHarness(factory)
         self.http.post(b"/0/s/xhr")
 

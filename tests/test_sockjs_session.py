@@ -285,26 +285,13 @@ class WritableTests(SynchronousTestCase):
         self.successResultOf(waiting)
 
 
-class Pauser(Recorder):
-    """Pauses its carrier's reading when it receives ``pause``."""
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if data == b"pause":
-            self.transport.pause_reading()
-
-
 class ReadingPauseTests(SynchronousTestCase):
     """``pause_reading``: the STOMP session has too much work waiting."""
 
     def setUp(self) -> None:
         self.clock = Clock()
-        self.made: list[Pauser] = []
-
-        def factory(transport: Any, client: ClientInfo) -> Pauser:
-            self.made.append(Pauser(transport, client))
-            return self.made[-1]
-
+        factory = RecorderFactory(pause_on=b"pause")
+        self.made = factory.made
         options = SockJSOptions(heartbeat_delay=25.0, disconnect_delay=5.0)
         self.registry = SessionRegistry(factory, self.clock, options)
         self.session = self.registry.create("s1", "xhr", CLIENT)

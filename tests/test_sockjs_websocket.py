@@ -254,15 +254,9 @@ class CarrierTests(TestCase):
     timeout = 20
 
     def setUp(self) -> None:
-        from tests.test_sockjs_session import Pauser
-
         self.clock = Clock()
-        self.made: list[Pauser] = []
-
-        def factory(transport: Any, client: Any) -> Pauser:
-            self.made.append(Pauser(transport, client))
-            return self.made[-1]
-
+        factory = RecorderFactory(pause_on=b"pause")
+        self.made = factory.made
         root = Resource()
         root.putChild(b"k", SockJSResource(factory, self.clock, options=SockJSOptions(heartbeat_delay=1000.0)))
         site = Site(root)
