@@ -44,7 +44,7 @@ from anonchat.stomp.transport import ClientInfo, IFrameReceiver, IFrameTransport
 from anonchat.store.flusher import Flusher
 from anonchat.store.memory import InMemoryBuffer
 from anonchat.store.sql_archive import SqlArchive
-from anonchat.web.connlimit import ConnectionLimiter
+from anonchat.web.addresslimits import AddressLimits
 from anonchat.web.site import build_site
 
 log = Logger()
@@ -117,7 +117,8 @@ class AnonchatService(service.Service):
             max_held_bytes=settings.max_send_buffer,
             keepalive=(settings.ws_ping_interval, settings.ws_ping_timeout),
         )
-        self.limiter = ConnectionLimiter(settings.max_connections_per_ip)
+        self.limiter = AddressLimits(reactor, max_connections=settings.max_connections_per_ip,
+                                     api_rate=settings.api_rate)
         self.sessions: dict[StompSession, None] = {}
         #: Per-address slots this service holds (SockJS sessions).
         self._slots: dict[StompSession, str] = {}
@@ -127,7 +128,11 @@ class AnonchatService(service.Service):
         self._backlog_sampler = LoopingCall(self._sample_backlog)
         self._backlog_sampler.clock = reactor
         self.metrics.add_sampler(self._sample)
-        self.site, self.sockjs = build_site(self)
+        self.site, self.sockjs = build_site(
+            settings, reactor, session_factory=self.new_session, buffer=self.buffer, archive=self.archive,
+            presence=self.presence, ready=lambda: self.ready, metrics=self.metrics, limits=self.limiter,
+            on_close=self.count_close,
+        )
         self.port: IListeningPort | None = None
         self._starting: Deferred[None] | None = None
 

@@ -58,16 +58,18 @@ def mib(kib: int) -> str:
 # -- plain HTTP ----------------------------------------------------------------
 
 
-async def http(server: ServerProcess, method: str, path: str, headers: dict[str, str] | None = None,
+async def http(server: ServerProcess | str, method: str, path: str, headers: dict[str, str] | None = None,
                body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
-    """One request, no connection reuse: (status, lower-cased headers, body)."""
+    """One request, no connection reuse: (status, lower-cased headers, body).
+    ``server`` is a ServerProcess or a base URL."""
     from twisted.web.client import FileBodyProducer
     from io import BytesIO
 
     pool = HTTPConnectionPool(reactor, persistent=False)
     h = Headers({k.encode(): [v.encode()] for k, v in (headers or {}).items()})
     producer = FileBodyProducer(BytesIO(body)) if body is not None else None
-    response = await Agent(reactor, pool=pool).request(method.encode(), (server.url + path).encode(), h, producer)
+    base = server if isinstance(server, str) else server.url
+    response = await Agent(reactor, pool=pool).request(method.encode(), (base + path).encode(), h, producer)
     data = await readBody(response)
     flat = {k.decode().lower(): b",".join(v).decode() for k, v in response.headers.getAllRawHeaders()}
     return response.code, flat, data

@@ -17,12 +17,11 @@ async def start_service(test: TestCase, **overrides: Any) -> AnonchatService:
     """Start a service (embedded stores unless overridden); stopped at cleanup."""
     workdir = os.path.abspath(test.mktemp())
     os.makedirs(workdir)
-    settings = attrs.evolve(
-        Settings(),
-        port="tcp:0:interface=127.0.0.1",
-        database="sqlite:///" + os.path.join(workdir, "anonchat.sqlite3"),
+    settings = attrs.evolve(Settings(), **{
+        "port": "tcp:0:interface=127.0.0.1",
+        "database": "sqlite:///" + os.path.join(workdir, "anonchat.sqlite3"),
         **overrides,
-    )
+    })
     svc = AnonchatService(settings, reactor)
     svc.startService()
     test.addCleanup(lambda: svc.stopService() if svc.running else None)

@@ -24,12 +24,15 @@ from anonchat.web.sockjs import SockJSOptions, SockJSResource
 
 
 class Recorder:
-    """A STOMP-session stand-in that records what its carrier hands it, and can echo."""
+    """A STOMP-session stand-in that records what its carrier hands it, and can
+    echo, close at once, or pause its carrier's reading on a given message."""
 
-    def __init__(self, transport: Any, client: ClientInfo, *, echo: bool = False, close_at_once: bool = False) -> None:
+    def __init__(self, transport: Any, client: ClientInfo, *, echo: bool = False, close_at_once: bool = False,
+                 pause_on: bytes | None = None) -> None:
         self.transport = transport
         self.client = client
         self.echo = echo
+        self.pause_on = pause_on
         self.received: list[bytes] = []
         self.lost = 0
         if close_at_once:
@@ -39,6 +42,8 @@ class Recorder:
         self.received.append(data)
         if self.echo:
             self.transport.send(Outbound(data))
+        if data == self.pause_on:  # too much work waiting, as a STOMP session would say
+            self.transport.pause_reading()
 
     def connection_lost(self) -> None:
         self.lost += 1

@@ -194,7 +194,7 @@ class EmbeddedHistoryTests(unittest.TestCase):
         """A service holding one client's JOIN and ``chats`` CHATs from it;
         the buffer keeps 100, so history spans buffer and SQLite."""
         svc = await start_service(self, flush_interval=0.05, batch_size=50, redis_retain=100, rate_limit=0.0,
-                                  **settings)
+                                  api_rate=0.0, **settings)  # walks page faster than --api-rate
         http = Http(self, f"http://127.0.0.1:{svc.listening_port}")
         made = chatters(self)
         sender = Chatter(in_process(svc), "s")
@@ -338,7 +338,7 @@ class HistoryUnderTrafficTests(unittest.TestCase):
     async def test_every_walk_holds_every_receipted_message_once_in_order(self) -> None:
         redis_url = await cluster_redis(self)
         mysql_url = await fresh_mysql(self)
-        server = ServerProcess(self, *redis_mysql_args(redis_url, mysql_url), name="history")
+        server = ServerProcess(self, *redis_mysql_args(redis_url, mysql_url), "--api-rate", "0", name="history")
         await server.start()
         redis = await redis_connection(redis_url)
         self.addCleanup(redis.disconnect)

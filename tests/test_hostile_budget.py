@@ -9,8 +9,8 @@ import json
 import time
 
 from tests.hostile import (
-    CHAT, SEND_TO, HostileTestCase, RawWs, SummaryTable, chat_body, chat_contents, closed_within, connect_frame,
-    describe_error, http, metric, server_rss, sleep, stomp_client,
+    CHAT, SEND_TO, HostileTestCase, RawWs, chat_body, chat_contents, closed_within, connect_frame, describe_error,
+    http, metric, server_rss, sleep, stomp_client,
 )
 from tests.stompfakes import frame
 
@@ -18,10 +18,8 @@ TYPING = "/topic/chat.typing"
 
 
 class BudgetAttackTests(HostileTestCase):
-    table = SummaryTable("per-connection budget")
-
-    def tearDown(self) -> None:
-        self.table.print()
+    title = "hostile clients: the per-connection budget"
+    rss_growth_mib = 32
 
     async def history(self, count: int, size: int = 900) -> list[str]:
         """``count`` stored messages of about ``size`` characters; their ids."""

@@ -315,7 +315,7 @@ class PerAddressLimitTests(ResourceAttackTests):
                                 bystander_headers={"X-Forwarded-For": "198.51.100.1"})
 
         async def ten_sockjs() -> str:
-            # The limit is per address across every transport (anonchat/web/connlimit.py).
+            # The limit is per address across every transport (anonchat/web/addresslimits.py).
             addr = "203.0.113.20"
             socks, statuses = await self.open_many(10, {"X-Forwarded-For": addr}, "/ws-chat/000/x{}/websocket", None)
             opened = 0
@@ -336,4 +336,77 @@ class PerAddressLimitTests(ResourceAttackTests):
             return f"SockJS websocket x10: {opened} sessions"
 
         await self.attack("10 SockJS websockets, one address", ten_sockjs)
+        self.finish()
+
+
+class RequestBodyTests(ResourceAttackTests):
+    """``--max-request-body``: refused from its Content-Length, or cut as a
+    chunked body passes it; never read in full, never spooled to disk."""
+
+    LIMIT = 262144
+
+    async def test_request_bodies_are_bounded(self) -> None:
+        await self.start_server("--max-request-body", str(self.LIMIT))
+        port = self.server.port
+
+        async def huge_content_length() -> str:
+            s = RawSocket(port)
+            await s.connect()
+            started = time.monotonic()
+            await s.send(b"POST /api/users HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 314572800\r\n\r\n")  # 300 MB announced, not one byte sent
+            head = await s.read_until(lambda b: b"\r\n\r\n" in b, 3)
+            took = time.monotonic() - started
+            status = bytes(head).split(b" ", 2)[1].decode()
+            how = await s.wait_closed(3)
+            s.abort()
+            if status != "413":
+                raise AssertionError(f"300 MB Content-Length: {status}")
+            if how is None:
+                raise AssertionError("413, but the connection stays open for the body")
+            return f"300 MB Content-Length on /api/users: 413 after {took * 1000:.0f} ms, no body sent; TCP {how}"
+
+        async def chunked_past_the_limit(path: str) -> str:
+            s = RawSocket(port)
+            await s.connect()
+            await s.send(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         "Transfer-Encoding: chunked\r\n\r\n".encode())
+            rss_before = server_rss(self.server)
+            chunk = b"%x\r\n" % 65536 + b"[" * 65536 + b"\r\n"
+            sent = 0
+            cap = 64 * 1024 * 1024
+            try:
+                while sent < cap and s.closed is None:
+                    await s.send(chunk, timeout=3)
+                    sent += 65536
+                    s.pump()
+            except (OSError, TimeoutError):
+                pass  # reset, broken pipe, or the server stopped reading
+            how = await s.wait_closed(3)
+            peak = server_rss(self.server)
+            s.abort()
+            if how is None:
+                raise AssertionError(f"{path}: still open after {sent // 1024} KiB of chunked body")
+            if sent >= cap:
+                raise AssertionError(f"{path}: the whole {cap // 1048576} MiB was read")
+            if peak - rss_before > 16 * 1024:
+                raise AssertionError(f"{path}: RSS {mib(rss_before)} -> {mib(peak)} MiB")
+            return f"chunked {path}: dropped ({how}) after {sent // 1024} KiB sent; RSS {mib(peak)} MiB"
+
+        async def normal_xhr_send() -> str:
+            sid = "/ws-chat/000/bodylimit"
+            opened, _, body = await http(self.server, "POST", sid + "/xhr", {}, b"")
+            code, _, _ = await http(self.server, "POST", sid + "/xhr_send", {},
+                                    json.dumps([connect_frame().decode()]).encode())
+            poll, _, data = await http(self.server, "POST", sid + "/xhr", {}, b"")
+            if (opened, body, code, poll) != (200, b"o\n", 204, 200) or b"CONNECTED" not in data:
+                raise AssertionError(f"xhr {opened} {body!r}, xhr_send {code}, poll {poll} {data[:80]!r}")
+            await http(self.server, "POST", sid + "/xhr_send", {}, json.dumps([frame("DISCONNECT").decode()]).encode())
+            return "xhr_send under the limit: 204, CONNECTED on the next poll"
+
+        await self.attack("POST announcing 300 MB", huge_content_length)
+        await self.attack("chunked POST /api/users past the limit", lambda: chunked_past_the_limit("/api/users"))
+        await self.attack("chunked xhr_send past the limit",
+                          lambda: chunked_past_the_limit("/ws-chat/000/bodylimit2/xhr_send"))
+        await self.attack("normal SockJS xhr_send", normal_xhr_send)
         self.finish()

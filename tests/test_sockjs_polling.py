@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from twisted.trial.unittest import SynchronousTestCase
+import json
+
+from twisted.internet.defer import ensureDeferred
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from anonchat.stomp.outbound import Outbound
 from anonchat.web.sockjs import SockJSOptions
+from tests.hostile import http
+from tests.inprocess import start_service, ws_url
 from tests.sockjs_support import HTTPHarness, RecorderFactory
+from tests.stompfakes import frame
+from tests.wsclient import WsClient
 
 NO_CACHE = "no-store, no-cache, must-revalidate, max-age=0"
 FORM = {b"Content-Type": b"application/x-www-form-urlencoded"}
@@ -213,3 +220,79 @@ class JsonpTests(SynchronousTestCase):
         self.assertEqual(http.get(b"/0/s/jsonp?c=x").response().body, b'x("o");\r\n')
         for _ in range(2):
             self.assertEqual(http.get(b"/0/s/jsonp?c=x").response().body, b'x("c[3000,\\"Go away!\\"]");\r\n')
+
+
+class PollingResumeTests(TestCase):
+    """A resume replay over xhr polling goes at the speed of the polls,
+    a send buffer's worth per round trip, not one message per poll."""
+
+    timeout = 60
+
+    def test_resume_of_200_messages_arrives_in_a_few_polls(self):  # type: ignore[no-untyped-def]
+        async def go() -> None:
+            svc = await start_service(self, rate_limit=0.0, api_rate=0.0)
+            writer = WsClient(ws_url(svc))
+            self.addCleanup(writer.close)
+            await writer.opened
+            writer.send(frame("CONNECT", accept_version="1.2", heart_beat="0,0"))
+            await writer.wait_for_command("CONNECTED")
+            for n in range(199):
+                writer.send(frame("SEND", json.dumps({"content": f"message {n}"}).encode(),
+                                  destination="/app/chat.sendMessage", receipt=f"r{n}"))
+            await writer.wait_for_command("RECEIPT", 199, timeout=30)
+            first = (await svc.buffer.recent(200))[0].id  # the writer's JOIN
+            server = f"http://127.0.0.1:{svc.listening_port}"
+
+            sid = "/ws-chat/000/resumer"
+            status, _, body = await http(server, "POST", sid + "/xhr", {}, b"")
+            self.assertEqual((status, body), (200, b"o\n"))
+            frames = [frame("CONNECT", accept_version="1.2", heart_beat="0,0"),
+                      frame("SUBSCRIBE", id="sub-0", destination="/topic/chat", x_since_id=first)]
+            status, _, _ = await http(server, "POST", sid + "/xhr_send", {},
+                                      json.dumps([f.decode() for f in frames]).encode())
+            self.assertEqual(status, 204)
+            chats = polls = 0
+            while chats < 199 and polls < 50:
+                status, _, body = await http(server, "POST", sid + "/xhr", {}, b"")
+                self.assertEqual(status, 200)
+                polls += 1
+                if body.startswith(b"a["):
+                    chats += sum(m.startswith("MESSAGE") and '"type":"CHAT"' in m for m in json.loads(body[1:]))
+            self.assertEqual(chats, 199)
+            self.assertLessEqual(polls, 5, f"{polls} polls for 199 replayed messages")
+        return ensureDeferred(go())
+
+
+class SendWhilePausedTests(SynchronousTestCase):
+    """A send that arrives while the STOMP session has paused reading is
+    answered once its messages are read; sockjs-client waits for it."""
+
+    def setUp(self) -> None:
+        factory = RecorderFactory(pause_on=b"pause")
+        self.made = factory.made
+        self.http = HTTPHarness(factory)
+        self.http.post(b"/0/s/xhr")
+
+    def test_xhr_send_is_answered_when_reading_resumes(self) -> None:
+        held = self.http.post(b"/0/s/xhr_send", b'["pause","b"]')
+        self.assertEqual(held.transport.value(), b"")  # no answer yet
+        self.assertEqual(self.made[0].received, [b"pause"])
+        second = self.http.post(b"/0/s/xhr_send", b'["c"]').response()
+        self.assertEqual(second.status, 429)
+        self.made[0].transport.resume_reading()
+        self.assertEqual(held.response().status, 204)
+        self.assertEqual(self.made[0].received, [b"pause", b"b"])
+        self.assertEqual(self.http.post(b"/0/s/xhr_send", b'["c"]').response().status, 204)
+        self.assertEqual(self.made[0].received, [b"pause", b"b", b"c"])
+
+    def test_jsonp_send_is_answered_ok_when_reading_resumes(self) -> None:
+        held = self.http.post(b"/0/s/jsonp_send", b"d=%5B%22pause%22%2C%22b%22%5D", headers=FORM)
+        self.assertEqual(held.transport.value(), b"")
+        self.made[0].transport.resume_reading()
+        self.assertEqual((held.response().status, held.response().body), (200, b"ok"))
+
+    def test_a_client_gone_while_held_is_no_trouble(self) -> None:
+        held = self.http.post(b"/0/s/xhr_send", b'["pause","b"]')
+        held.abort()
+        self.made[0].transport.resume_reading()
+        self.assertEqual(self.made[0].received, [b"pause", b"b"])

@@ -27,6 +27,8 @@ class FakeChannel:
         self.ended = False
         self.aborted = False
         self.paused = False
+        self.reading: list[str] = []  # "pause" / "resume" calls, in order
+        self.keepalives: list[tuple[float, float]] = []
 
     @property
     def writable(self) -> bool:
@@ -44,6 +46,15 @@ class FakeChannel:
 
     def abort(self) -> None:
         self.aborted = True
+
+    def pause_reading(self) -> None:
+        self.reading.append("pause")
+
+    def resume_reading(self) -> None:
+        self.reading.append("resume")
+
+    def keepalive(self, interval: float, timeout: float) -> None:
+        self.keepalives.append((interval, timeout))
 
 
 class SessionTests(SynchronousTestCase):
@@ -251,15 +262,79 @@ class WritableTests(SynchronousTestCase):
 
     def test_waits_while_queued_for_the_next_poll_then_fires(self) -> None:
         session, first = self.open(polling=True)  # the open frame ended this poll
-        session.send(Outbound(b"x"))
+        session.send(Outbound(b"x" * 60))  # past the low-water mark (half of the 100-byte buffer)
         waiting = session.when_writable()
         self.assertNoResult(waiting)
         session.attach(FakeChannel(session, polling=True))
         self.successResultOf(waiting)
 
+    def test_room_below_the_low_water_mark_even_while_a_poll_is_awaited(self) -> None:
+        """A polling client empties the queue once per round trip: the
+        sender may fill half the buffer per poll, not one message."""
+        session, first = self.open(polling=True)
+        session.send(Outbound(b"x" * 20))
+        self.successResultOf(session.when_writable())
+        session.send(Outbound(b"y" * 30))  # 54 bytes queued as JSON literals: over half of 100
+        self.assertNoResult(session.when_writable())
+
     def test_fires_when_the_session_ends(self) -> None:
         session, _ = self.open(polling=True)
-        session.send(Outbound(b"x"))
+        session.send(Outbound(b"x" * 60))
         waiting = session.when_writable()
         self.clock.advance(5.1)  # expired: nobody polled
         self.successResultOf(waiting)
+
+
+class ReadingPauseTests(SynchronousTestCase):
+    """``pause_reading``: the STOMP session has too much work waiting."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        factory = RecorderFactory(pause_on=b"pause")
+        self.made = factory.made
+        options = SockJSOptions(heartbeat_delay=25.0, disconnect_delay=5.0)
+        self.registry = SessionRegistry(factory, self.clock, options)
+        self.session = self.registry.create("s1", "xhr", CLIENT)
+        self.channel = FakeChannel(self.session)
+        self.session.attach(self.channel)
+
+    def test_messages_after_the_pause_are_held_then_delivered_in_order(self) -> None:
+        self.session.messages_received(["a", "pause", "b", "c"])
+        self.assertEqual(self.made[0].received, [b"a", b"pause"])
+        self.assertTrue(self.session.holding)
+        read = self.session.when_read()
+        self.assertNoResult(read)
+        self.session.messages_received(["d"])
+        self.session.resume_reading()
+        self.assertEqual(self.made[0].received, [b"a", b"pause", b"b", b"c", b"d"])
+        self.assertFalse(self.session.holding)
+        self.successResultOf(read)
+
+    def test_paused_again_while_delivering_what_was_held(self) -> None:
+        self.session.messages_received(["pause", "pause", "x"])
+        self.session.resume_reading()
+        self.assertEqual(self.made[0].received, [b"pause", b"pause"])
+        self.session.resume_reading()
+        self.assertEqual(self.made[0].received, [b"pause", b"pause", b"x"])
+
+    def test_pause_and_resume_reach_the_receiving_channel(self) -> None:
+        self.session.pause_reading()
+        self.session.resume_reading()
+        self.assertEqual(self.channel.reading, ["pause", "resume"])
+
+    def test_held_messages_are_dropped_when_the_session_ends(self) -> None:
+        self.session.messages_received(["pause", "b"])
+        read = self.session.when_read()
+        self.session.shutdown()
+        self.successResultOf(read)
+        self.assertFalse(self.session.holding)
+        self.assertEqual(self.made[0].received, [b"pause"])
+
+    def test_keepalive_goes_to_the_channel_and_to_the_next_one(self) -> None:
+        polled = self.registry.create("s2", "xhr", CLIENT)
+        first = FakeChannel(polled, polling=True)
+        polled.attach(first)  # the open frame ends this poll
+        polled.keepalive(30.0, 10.0)
+        second = FakeChannel(polled)
+        polled.attach(second)
+        self.assertEqual(second.keepalives, [(30.0, 10.0)])

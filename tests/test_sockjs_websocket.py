@@ -13,11 +13,13 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from autobahn.websocket.compress import PerMessageDeflateOffer
 from twisted.internet import defer, reactor
 from twisted.internet.defer import Deferred, DeferredQueue
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from anonchat.web.sockjs import SockJSOptions, SockJSResource
+from tests.hostile import RawWs, ws_messages
 from tests.sockjs_support import HTTPHarness, RecorderFactory
 
 TIMEOUT = 5.0
@@ -242,6 +244,117 @@ class WebSocketTests(TestCase):
         _, code, reason = yield client.closed.addTimeout(TIMEOUT, reactor)
         self.assertEqual((code, reason), (3000, "Go away!"))
         self.assertEqual(self.closer.last.lost, 1)
+
+
+class CarrierTests(TestCase):
+    """What both WebSocket carriers (raw ``/websocket`` and SockJS-framed)
+    offer the STOMP session: reading paused and resumed, keepalive pings
+    on the injected clock, and a peer that does not answer one dropped."""
+
+    timeout = 20
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        factory = RecorderFactory(pause_on=b"pause")
+        self.made = factory.made
+        root = Resource()
+        root.putChild(b"k", SockJSResource(factory, self.clock, options=SockJSOptions(heartbeat_delay=1000.0)))
+        site = Site(root)
+        site.log = lambda request: None  # type: ignore[method-assign]
+        self.port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+        self.helper = WebSocketTests()
+        self.helper.port = self.port
+        self.helper.clients = []
+        self.addCleanup(self.helper._close_clients)
+        self.raws: list[Any] = []
+        self.addCleanup(lambda: [r.abort() for r in self.raws])
+
+    async def until(self, predicate: Any, what: str) -> None:
+        for _ in range(int(TIMEOUT / 0.01)):
+            if predicate():
+                return
+            await deferLater(0.01)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    async def open(self, framed: bool) -> tuple[Client, Any]:
+        """A client, and the carrier (IFrameTransport) its STOMP session sees."""
+        client = await self.helper.connect("/k/0/s/websocket" if framed else "/k/websocket")
+        if framed:
+            self.assertEqual(await client.next(), b"o")
+        await self.until(lambda: self.made, "the session")
+        return client, self.made[-1].transport
+
+    async def raw_open(self, framed: bool) -> tuple[RawWs, Any]:
+        raw = RawWs(self.port.getHost().port)
+        self.raws.append(raw)
+        status = await raw.handshake("/k/0/s/websocket" if framed else "/k/websocket", None)
+        self.assertEqual(status, 101)
+        await self.until(lambda: self.made, "the session")
+        return raw, self.made[-1].transport
+
+    async def check_pause(self, framed: bool) -> None:
+        client, carrier = await self.open(framed)
+
+        def wrap(m: bytes) -> bytes:
+            return json.dumps([m.decode()]).encode() if framed else m
+
+        [socket] = [r for r in reactor.getReaders() if getattr(r, "server", None) is self.port]
+        client.sendMessage(wrap(b"pause"))
+        await self.until(lambda: self.made[-1].received == [b"pause"], "the first message")
+        self.assertNotIn(socket, reactor.getReaders())  # the socket is no longer read
+        client.sendMessage(wrap(b"x"))
+        await deferLater(0.2)
+        self.assertEqual(self.made[-1].received, [b"pause"])
+        carrier.resume_reading()
+        await self.until(lambda: self.made[-1].received == [b"pause", b"x"], "the held message")
+        self.assertIn(socket, reactor.getReaders())
+
+    async def check_keepalive(self, framed: bool) -> None:
+        client, carrier = await self.open(framed)
+        carrier.keepalive(30.0, 10.0)
+        pings: list[bytes] = []
+        client.onPing = lambda payload: (pings.append(payload), client.sendPong(payload))
+        for n in (1, 2):
+            self.clock.advance(30.0)
+            await self.until(lambda: len(pings) == n, f"ping {n}")
+            await deferLater(0.1)  # the pong travels back
+            self.clock.advance(10.0)
+            await deferLater(0.1)
+            self.assertFalse(client.closed.called, "dropped although it answered")
+
+    async def check_no_pong(self, framed: bool) -> None:
+        raw, carrier = await self.raw_open(framed)
+        carrier.keepalive(30.0, 10.0)
+        self.clock.advance(29.0)
+        await deferLater(0.1)
+        self.assertFalse(any(op == 9 for op, _ in raw.messages()), "pinged early")
+        self.clock.advance(1.0)
+        await raw.read_until(lambda b: any(op == 9 for op, _ in ws_messages(b)[0]))
+        self.clock.advance(9.9)
+        await deferLater(0.1)
+        self.assertIsNone(raw.closed)
+        self.clock.advance(0.1)
+        self.assertIsNotNone(await raw.wait_closed(TIMEOUT))
+        await self.until(lambda: self.made[-1].lost == 1, "connection_lost")
+
+    def test_raw_websocket_pause_and_resume_reading(self):  # type: ignore[no-untyped-def]
+        return Deferred.fromCoroutine(self.check_pause(False))
+
+    def test_sockjs_websocket_pause_and_resume_reading(self):  # type: ignore[no-untyped-def]
+        return Deferred.fromCoroutine(self.check_pause(True))
+
+    def test_raw_websocket_keepalive_pings_a_peer_that_answers(self):  # type: ignore[no-untyped-def]
+        return Deferred.fromCoroutine(self.check_keepalive(False))
+
+    def test_sockjs_websocket_keepalive_pings_a_peer_that_answers(self):  # type: ignore[no-untyped-def]
+        return Deferred.fromCoroutine(self.check_keepalive(True))
+
+    def test_raw_websocket_peer_that_does_not_answer_a_ping_is_dropped(self):  # type: ignore[no-untyped-def]
+        return Deferred.fromCoroutine(self.check_no_pong(False))
+
+    def test_sockjs_websocket_peer_that_does_not_answer_a_ping_is_dropped(self):  # type: ignore[no-untyped-def]
+        return Deferred.fromCoroutine(self.check_no_pong(True))
 
 
 def deferLater(seconds: float) -> Deferred[None]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import AbstractSet
 
+from twisted.web.server import Request
+
 
 def client_address(peer: str, forwarded_for: str | None, trusted_proxies: AbstractSet[str]) -> str:
     if not forwarded_for or peer not in trusted_proxies:
@@ -17,3 +19,9 @@ def client_address(peer: str, forwarded_for: str | None, trusted_proxies: Abstra
         if hop not in trusted_proxies:
             return hop
     return hops[0] if hops else peer
+
+
+def request_client_address(request: Request, trusted_proxies: AbstractSet[str]) -> str:
+    """``client_address`` of an HTTP request (``local`` for a non-IP peer)."""
+    peer = getattr(request.getClientAddress(), "host", "local")
+    return client_address(peer, request.getHeader("x-forwarded-for"), trusted_proxies)

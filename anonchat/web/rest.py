@@ -1,4 +1,4 @@
-"""The JSON endpoints: recent messages, history, online users, health.
+"""The JSON endpoints: recent messages, history, online users (health is ``health.py``).
 
 History reads the buffer before the archive: a message the flusher moves
 in between is then still in one of the two reads (the archive only
@@ -20,7 +20,8 @@ from anonchat.chat.message import ChatMessage, iso_timestamp
 from anonchat.chat.message import id_key
 from anonchat.chat.ports import IPresence
 from anonchat.chat.ports import IMessageArchive, IMessageBuffer
-from anonchat.web.origins import origin_allowed
+from anonchat.web.addresslimits import AddressLimits
+from anonchat.web.origins import CorsPolicy
 
 log = Logger()
 
@@ -68,26 +69,6 @@ def parse_message_id(request: Request, name: str) -> str | None:
     return raw
 
 
-class CorsPolicy:
-    """SockJS-style CORS: echo the Origin, allow credentials, restricted
-    to ``allowed`` when given."""
-
-    def __init__(self, allowed: AbstractSet[str] | None = None) -> None:
-        self.allowed = allowed
-
-    def permits(self, origin: str | None) -> bool:
-        return origin_allowed(self.allowed, origin)
-
-    def apply(self, request: Request) -> None:
-        origin = request.getHeader("origin")
-        if origin is None or origin == "null":
-            request.setHeader("Access-Control-Allow-Origin", "*")
-        elif self.permits(origin):
-            request.setHeader("Access-Control-Allow-Origin", origin)
-            request.setHeader("Access-Control-Allow-Credentials", "true")
-            request.setHeader("Vary", "Origin")
-
-
 class JsonResource(Resource):
     """A GET endpoint whose handler is a coroutine returning (status, body)."""
 
@@ -99,17 +80,14 @@ class JsonResource(Resource):
         self._cors = cors
 
     def render_OPTIONS(self, request: Request) -> bytes:
-        self._cors.apply(request)
-        request.setResponseCode(204)
-        request.setHeader("Access-Control-Allow-Methods", "GET, OPTIONS")
-        requested = request.getHeader("access-control-request-headers")
-        if requested:
-            request.setHeader("Access-Control-Allow-Headers", requested)
-        request.setHeader("Access-Control-Max-Age", "31536000")
+        if not self._cors.permits(request):
+            request.setResponseCode(403)
+            return b""
+        self._cors.preflight(request, b"GET, OPTIONS", 31536000)
         return b""
 
     def render_GET(self, request: Request) -> int:
-        if not self._cors.permits(request.getHeader("origin")):
+        if not self._cors.permits(request):
             self._finish(request, 403, {"error": "origin not allowed"})
             return NOT_DONE_YET
         self._cors.apply(request)
@@ -139,6 +117,41 @@ class JsonResource(Resource):
         request.finish()
 
 
+class RateLimitedApi(Resource):
+    """``/api``: every request under it first takes a token from its client
+    address's budget (``--api-rate``); past it, 429 with ``Retry-After``."""
+
+    def __init__(self, limits: AddressLimits, client_address: Callable[[Request], str], cors: CorsPolicy) -> None:
+        super().__init__()
+        self._limits = limits
+        self._client_address = client_address
+        self._cors = cors
+
+    def getChildWithDefault(self, path: bytes, request: Request) -> Resource:
+        wait = self._limits.take_request(self._client_address(request))
+        if wait is not None:
+            return TooManyRequests(wait, self._cors)
+        return super().getChildWithDefault(path, request)  # type: ignore[no-any-return]
+
+
+class TooManyRequests(Resource):
+    isLeaf = True
+
+    def __init__(self, retry_after: int, cors: CorsPolicy) -> None:
+        super().__init__()
+        self._retry_after = retry_after
+        self._cors = cors
+
+    def render(self, request: Request) -> bytes:
+        if self._cors.permits(request):
+            self._cors.apply(request)
+        request.setResponseCode(429)
+        request.setHeader("Retry-After", str(self._retry_after))
+        request.setHeader("Content-Type", "application/json;charset=UTF-8")
+        request.setHeader("Cache-Control", "no-store")
+        return _json_bytes({"error": "too many requests", "retry_after": self._retry_after})
+
+
 def messages_json(messages: list[ChatMessage]) -> list[dict[str, Any]]:
     return [m.to_dict() for m in messages]
 
@@ -146,13 +159,10 @@ def messages_json(messages: list[ChatMessage]) -> list[dict[str, Any]]:
 class Api:
     """The handlers, bound to the stores they read."""
 
-    def __init__(self, buffer: IMessageBuffer, archive: IMessageArchive, presence: IPresence,
-                 ready: Callable[[], bool] = lambda: True, uses_redis: bool = True) -> None:
+    def __init__(self, buffer: IMessageBuffer, archive: IMessageArchive, presence: IPresence) -> None:
         self.buffer = buffer
         self.archive = archive
         self.presence = presence
-        self.ready = ready
-        self.uses_redis = uses_redis
 
     async def recent(self, request: Request) -> tuple[int, Any]:
         limit = parse_limit(request)
@@ -173,20 +183,3 @@ class Api:
         online = await self.presence.online()
         users = [{"name": name, "since": iso_timestamp(since)} for name, since in online]
         return 200, {"users": users, "count": len(users)}
-
-    async def health(self, request: Request) -> tuple[int, Any]:
-        redis = await _probe(self.buffer.ping())
-        database = await _probe(self.archive.ping())
-        ok = redis and database and self.ready()
-        return (200 if ok else 503), {
-            "status": "ok" if ok else "unavailable",
-            "redis": ("ok" if redis else "down") if self.uses_redis else "in-process",
-            "database": "ok" if database else "down",
-        }
-
-
-async def _probe(d: Deferred[bool]) -> bool:
-    try:
-        return bool(await d)
-    except Exception:
-        return False

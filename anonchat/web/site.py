@@ -4,23 +4,24 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import Any, Callable
 
 from autobahn.twisted.resource import WebSocketResource
-from twisted.web.resource import Resource
 from twisted.logger import Logger
-from twisted.web.http import HTTPChannel
 from twisted.web.server import Request, Site
 from twisted.web.static import File
 
-from anonchat.metrics import MetricsResource
-from anonchat.web.clientaddress import client_address
-from anonchat.web.rest import Api, CorsPolicy, JsonResource
+from anonchat.chat.ports import IMessageArchive, IMessageBuffer, IPresence
+from anonchat.metrics import Metrics, MetricsResource
+from anonchat.settings import Settings
+from anonchat.web.addresslimits import AddressLimits
+from anonchat.web.clientaddress import request_client_address
+from anonchat.web.requestbody import DEFAULT_MAX_REQUEST_BODY, BodyLimitedChannel, BodyLimitedRequest
+from anonchat.web.health import HealthCheck
+from anonchat.web.origins import CorsPolicy
+from anonchat.web.rest import Api, JsonResource, RateLimitedApi
 from anonchat.web.sockjs import SockJSOptions, SockJSResource
-from anonchat.web.websocket import StompWebSocketFactory
-
-if TYPE_CHECKING:
-    from anonchat.service import AnonchatService
+from anonchat.web.websocket import SessionFactory, StompWebSocketFactory
 
 log = Logger()
 
@@ -36,8 +37,8 @@ class StaticFiles(File):
         return super().render_GET(request)  # type: ignore[no-any-return]
 
 
-class QuietHTTPChannel(HTTPChannel):
-    """Twisted's channel, but its idle-timeout log line names no client address."""
+class QuietHTTPChannel(BodyLimitedChannel):
+    """Bounded request bodies, and an idle-timeout log line that names no client address."""
 
     def timeoutConnection(self) -> None:
         log.info("closing an idle or incomplete HTTP connection")
@@ -52,57 +53,82 @@ class QuietSite(Site):
     finishes its request is not held for long."""
 
     protocol = QuietHTTPChannel  # type: ignore[assignment]
+    requestFactory = BodyLimitedRequest
+    #: Bytes of one request body (``--max-request-body``), read by the channel.
+    max_request_body = DEFAULT_MAX_REQUEST_BODY
 
     def log(self, request: object) -> None:
         pass
 
 
-def build_site(svc: AnonchatService) -> tuple[Site, SockJSResource]:
-    """The site, and the SockJS endpoint (the service closes its sessions at stop)."""
-    settings = svc.settings
-    cors = CorsPolicy(settings.allowed_origins)
-    ws_factory = StompWebSocketFactory(
-        svc.new_session,
-        max_send_buffer=settings.max_send_buffer,
-        allowed_origins=settings.allowed_origins,
-        trusted_proxies=settings.trusted_proxies or frozenset(),
-        limiter=svc.limiter,
-        on_refusal=svc.count_close,
-    )
-    api = Api(svc.buffer, svc.archive, svc.presence, ready=lambda: svc.ready, uses_redis=bool(settings.redis))
+def build_site(
+    settings: Settings,
+    clock: Any,
+    *,
+    session_factory: SessionFactory,
+    buffer: IMessageBuffer,
+    archive: IMessageArchive,
+    presence: IPresence,
+    ready: Callable[[], bool],
+    metrics: Metrics,
+    limits: AddressLimits,
+    on_close: Callable[[str], None],
+) -> tuple[Site, SockJSResource]:
+    """The site, and the SockJS endpoint (the service closes its sessions at stop).
 
+    ``session_factory`` makes the STOMP session of each connection; the
+    stores serve REST and ``/healthz``; ``ready`` is False while starting
+    or draining; ``limits`` holds the per-address limits; ``on_close`` is
+    told why the server cut a connection (for metrics).
+    """
+    cors = CorsPolicy(settings.allowed_origins)
     trusted = settings.trusted_proxies or frozenset()
 
     def address(request: Request) -> str:
-        peer = getattr(request.getClientAddress(), "host", "local")
-        return client_address(peer, request.getHeader("x-forwarded-for"), trusted)
+        return request_client_address(request, trusted)
 
+    ws_factory = StompWebSocketFactory(
+        session_factory,
+        clock,
+        limiter=limits,
+        max_send_buffer=settings.max_send_buffer,
+        allowed_origins=settings.allowed_origins,
+        trusted_proxies=trusted,
+        on_refusal=on_close,
+    )
     sockjs = SockJSResource(
-        svc.new_session,
-        svc.reactor,
+        session_factory,
+        clock,
         options=SockJSOptions(
             heartbeat_delay=settings.sockjs_heartbeat,
             disconnect_delay=settings.sockjs_disconnect_delay,
             max_send_buffer=settings.max_send_buffer,
             max_message_size=4 * settings.max_frame,
             allowed_origins=settings.allowed_origins,
-            on_close=svc.count_close,
+            on_close=on_close,
         ),
         raw_websocket=WebSocketResource(ws_factory),
         client_address=address,
     )
+    api = Api(buffer, archive, presence)
+    health = HealthCheck(clock, buffer.ping, archive.ping, ready=ready, uses_redis=bool(settings.redis))
+
+    async def healthz(request: Request) -> tuple[int, Any]:
+        return await health.report()
+
     root = StaticFiles(STATIC_DIR)
     root.putChild(b"ws-chat", sockjs)
-    api_root = Resource()
+    api_root = RateLimitedApi(limits, address, cors)
     messages = JsonResource(api.history, cors)
     messages.isLeaf = False
     messages.putChild(b"recent", JsonResource(api.recent, cors))
     api_root.putChild(b"messages", messages)
     api_root.putChild(b"users", JsonResource(api.users, cors))
     root.putChild(b"api", api_root)
-    root.putChild(b"healthz", JsonResource(api.health, cors))
-    root.putChild(b"metrics", MetricsResource(svc.metrics))
+    root.putChild(b"healthz", JsonResource(healthz, cors))
+    root.putChild(b"metrics", MetricsResource(metrics))
     site = QuietSite(root, timeout=settings.connect_timeout)
     site.displayTracebacks = False
     site.noisy = False
+    site.max_request_body = settings.max_request_body
     return site, sockjs

@@ -1,4 +1,6 @@
-"""Raw STOMP over WebSocket: Autobahn on one side, a StompSession on the other.
+"""WebSocket carriers via Autobahn: what every WebSocket connection shares
+(``WebSocketCarrier``), and the one raw STOMP-over-WebSocket carrier
+(``StompWebSocketProtocol``) served at ``/ws-chat`` and ``/ws-chat/websocket``.
 
 Broadcast frames are framed once (an Autobahn ``PreparedMessage`` cached
 on the shared ``Outbound``) and written straight to the TCP transport.
@@ -8,11 +10,14 @@ memory and answers an oversized frame with ``ERROR`` as the contract says
 (Autobahn's own message limit would drop the connection silently).
 The backlog bound uses Twisted's public producer API: while the transport
 has paused us, what we write is counted, and past the limit we hang up.
+Keepalive pings run on the injected clock, not Autobahn's auto-ping (which
+runs on txaio's global loop), so they can be tested with ``task.Clock``.
 """
 
 from __future__ import annotations
 
-from typing import AbstractSet, Any, Callable
+import os
+from typing import AbstractSet, Any, Callable, Protocol
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import PreparedMessage
@@ -24,8 +29,8 @@ from zope.interface import implementer
 
 from anonchat.stomp.outbound import Outbound
 from anonchat.stomp.transport import ClientInfo, IFrameReceiver, IFrameTransport
+from anonchat.web.addresslimits import AddressLimits
 from anonchat.web.clientaddress import client_address
-from anonchat.web.connlimit import ConnectionLimiter
 from anonchat.web.origins import origin_allowed
 
 log = Logger()
@@ -33,7 +38,168 @@ log = Logger()
 #: Subprotocols in our order of preference.
 STOMP_SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
 
+#: Seconds a client has to finish the opening / closing handshake.
+OPEN_HANDSHAKE_TIMEOUT = 10.0
+CLOSE_HANDSHAKE_TIMEOUT = 2.0
+
 SessionFactory = Callable[[IFrameTransport, ClientInfo], IFrameReceiver]
+
+
+class Clock(Protocol):
+    def seconds(self) -> float: ...
+
+    def callLater(self, delay: float, callable: Callable[..., Any], *args: Any, **kw: Any) -> Any: ...
+
+
+class Tracker(Protocol):
+    """Where a carrier registers itself so a server shutdown can reach it."""
+
+    def track(self, connection: Any) -> None: ...
+
+    def untrack(self, connection: Any) -> None: ...
+
+
+def configure(factory: WebSocketServerFactory, max_message_size: int) -> None:
+    """The Autobahn options every carrier uses (0 = no message size limit)."""
+    factory.setProtocolOptions(
+        maxFramePayloadSize=max_message_size,
+        maxMessagePayloadSize=max_message_size,
+        openHandshakeTimeout=OPEN_HANDSHAKE_TIMEOUT,
+        closeHandshakeTimeout=CLOSE_HANDSHAKE_TIMEOUT,
+        autoPingInterval=0,
+        failByDrop=True,
+        # Compression is per connection: never for fan-out.
+        perMessageCompressionAccept=lambda offers: None,
+    )
+
+
+class LibraryLog:
+    """Stands in for Autobahn's per-connection logger. Its events carry the
+    peer's address and every request header as fields (at debug level, and
+    some warnings too), so only the templates of warnings and worse go on,
+    with no values filled in."""
+
+    def _drop(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    trace = debug = info = _drop
+
+    def warn(self, format: str | None = None, *args: Any, **kwargs: Any) -> None:
+        log.warn("WebSocket library: {template}", template=format or "")
+
+    warning = error = critical = failure = warn
+
+    def __getattr__(self, name: str) -> Any:
+        return self._drop
+
+
+@implementer(IPushProducer)
+class WebSocketCarrier(WebSocketServerProtocol):  # type: ignore[misc]
+    """One WebSocket as a carrier: write-side back-pressure (we take the
+    transport's producer slot), read-side pause, and keepalive pings.
+
+    Subclasses implement ``opened``, ``drained`` and ``closed``.
+    """
+
+    #: The connected TCP or TLS transport (with producer support).
+    transport: Any
+    log = LibraryLog()
+
+    write_paused = False
+    reading_paused = False
+    _ping_interval = 0.0
+    _ping_timeout = 0.0
+    _ping_call: Any = None
+    _pong_deadline: Any = None
+
+    @property
+    def clock(self) -> Clock:
+        """The factory's clock (the reactor, or a ``task.Clock`` in tests)."""
+        return self.factory.clock  # type: ignore[no-any-return]
+
+    def onOpen(self) -> None:
+        try:
+            self.transport.registerProducer(self, True)
+        except RuntimeError:
+            # Twisted Web's channel registered itself before the upgrade.
+            self.transport.unregisterProducer()
+            self.transport.registerProducer(self, True)
+        self.opened()
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self._stop_keepalive()
+        self.closed()
+
+    def opened(self) -> None:
+        raise NotImplementedError
+
+    def drained(self) -> None:
+        """The transport took what we wrote: we may write again."""
+
+    def closed(self) -> None:
+        raise NotImplementedError
+
+    # -- IPushProducer: the transport tells us when its buffer is full
+
+    def pauseProducing(self) -> None:
+        self.write_paused = True
+
+    def resumeProducing(self) -> None:
+        self.write_paused = False
+        self.drained()
+
+    def stopProducing(self) -> None:
+        self.write_paused = True
+
+    # -- reading
+
+    def pause_reading(self) -> None:
+        """Stop reading the socket: the client's TCP window fills and it
+        stops sending. What Autobahn already read may still arrive."""
+        if not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        if self.reading_paused:
+            self.reading_paused = False
+            if self.transport is not None:
+                self.transport.resumeProducing()
+
+    # -- keepalive
+
+    def keepalive(self, interval: float, timeout: float) -> None:
+        """Ping every ``interval`` seconds; drop the peer if a ping is not
+        answered within ``timeout``. An interval of 0 turns it off."""
+        self._stop_keepalive()
+        self._ping_interval, self._ping_timeout = interval, timeout
+        if interval > 0 and self.state == self.STATE_OPEN:
+            self._ping_call = self.clock.callLater(interval, self._ping)
+
+    def _ping(self) -> None:
+        self._ping_call = None
+        if self.state != self.STATE_OPEN:
+            return
+        self.sendPing(os.urandom(4))
+        self._pong_deadline = self.clock.callLater(self._ping_timeout, self._no_pong)
+
+    def onPong(self, payload: bytes) -> None:
+        if self._pong_deadline is not None:
+            self._pong_deadline.cancel()
+            self._pong_deadline = None
+            self._ping_call = self.clock.callLater(self._ping_interval, self._ping)
+
+    def _no_pong(self) -> None:
+        self._pong_deadline = None
+        log.info("dropping a WebSocket peer that did not answer a ping within {timeout} s",
+                 timeout=self._ping_timeout)
+        self.dropConnection(abort=True)
+
+    def _stop_keepalive(self) -> None:
+        for call in (self._ping_call, self._pong_deadline):
+            if call is not None and call.active():
+                call.cancel()
+        self._ping_call = self._pong_deadline = None
 
 
 def _prepare(data: bytes) -> bytes:
@@ -44,19 +210,19 @@ def _prepare(data: bytes) -> bytes:
 _WIRE = object()  # our key in Outbound's encoding cache
 
 
-@implementer(IFrameTransport, IPushProducer)
-class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
+@implementer(IFrameTransport)
+class StompWebSocketProtocol(WebSocketCarrier):
+    """Raw STOMP over one WebSocket: one frame out is one message; inbound
+    payload is handed to the session as it arrives, however it is split."""
+
     kind = "websocket"
     factory: StompWebSocketFactory
 
     receiver: IFrameReceiver | None = None
-
-    #: The connected TCP or TLS transport (with producer support).
-    transport: Any
     address: str | None = None
-    _paused = False
     _backlog = 0
     _waiting: list[Deferred[None]] | None = None
+    _held: list[bytes] | None = None
 
     def onConnect(self, request: ConnectionRequest) -> str | None:
         factory = self.factory
@@ -76,15 +242,15 @@ class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
                 return protocol
         return None
 
-    def onOpen(self) -> None:
-        try:
-            self.transport.registerProducer(self, True)
-        except RuntimeError:
-            # Twisted Web's channel registered itself before the upgrade.
-            self.transport.unregisterProducer()
-            self.transport.registerProducer(self, True)
+    def opened(self) -> None:
         assert self.address is not None
-        self.receiver = self.factory.session_factory(self, ClientInfo(self.address, self.kind, slot_held=True))
+        if self.factory.tracker is not None:
+            self.factory.tracker.track(self)
+        try:
+            self.receiver = self.factory.session_factory(self, ClientInfo(self.address, self.kind, slot_held=True))
+        except Exception:
+            log.failure("Could not start a STOMP session")
+            self.dropConnection(abort=True)
 
     # Autobahn's streaming API: payload as it arrives, no message buffer.
     def onMessageBegin(self, isBinary: bool) -> None:
@@ -94,8 +260,13 @@ class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         pass
 
     def onMessageFrameData(self, payload: bytes) -> None:
-        if self.receiver is not None:
-            self.receiver.data_received(payload)
+        if self.receiver is None:
+            return
+        if self._held is not None:
+            # Read before the pause took hold (one socket read at most).
+            self._held.append(payload)
+            return
+        self.receiver.data_received(payload)
 
     def onMessageFrameEnd(self) -> None:
         pass
@@ -103,14 +274,23 @@ class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     def onMessageEnd(self) -> None:
         pass
 
-    def onClose(self, wasClean: bool, code: int, reason: str | None) -> None:
+    def closed(self) -> None:
         self._writable()
-        receiver, self.receiver = self.receiver, None
-        if receiver is not None:
-            receiver.connection_lost()
+        self._held = None
+        if self.factory.tracker is not None:
+            self.factory.tracker.untrack(self)
+        self._lose()
         if self.address is not None:
             self.factory.limiter.release(self.address)
             self.address = None
+
+    def _lose(self) -> None:
+        receiver, self.receiver = self.receiver, None
+        if receiver is not None:
+            try:
+                receiver.connection_lost()
+            except Exception:
+                log.failure("STOMP session failed on connection_lost")
 
     # -- IFrameTransport ------------------------------------------------------
 
@@ -118,7 +298,7 @@ class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         if self.state != self.STATE_OPEN:
             return
         wire = out.encoded_all(_WIRE, _prepare, b"".join)
-        if self._paused:
+        if self.write_paused:
             self._backlog += len(wire)
             if self._backlog > self.factory.max_send_buffer:
                 self.factory.count_refusal("slow-consumer")
@@ -130,10 +310,11 @@ class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
 
     def close(self) -> None:
         if self.state == self.STATE_OPEN:
-            self.sendClose(1000)
+            code, reason = self.factory.close_reason
+            self.sendClose(code, reason)
 
     def when_writable(self) -> Deferred[None]:
-        if not self._paused or self.state != self.STATE_OPEN:
+        if not self.write_paused or self.state != self.STATE_OPEN:
             return succeed(None)
         d: Deferred[None] = Deferred()
         if self._waiting is None:
@@ -141,23 +322,35 @@ class StompWebSocketProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         self._waiting.append(d)
         return d
 
+    def pause_reading(self) -> None:
+        if self._held is None:
+            self._held = []
+        super().pause_reading()
+
+    def resume_reading(self) -> None:
+        held, self._held = self._held or [], None
+        for i, payload in enumerate(held):
+            if self.receiver is None:
+                break
+            self.receiver.data_received(payload)
+            if self._held is not None:  # paused again: keep the rest, in order
+                self._held[:0] = held[i + 1:]
+                return
+        super().resume_reading()
+
+    def shutdown(self) -> None:
+        """Server shutdown: close, and tell the STOMP session now."""
+        self.close()
+        self._lose()
+
+    def drained(self) -> None:
+        self._backlog = 0
+        self._writable()
+
     def _writable(self) -> None:
         waiting, self._waiting = self._waiting, None
         for d in waiting or ():
             d.callback(None)
-
-    # -- IPushProducer: the transport tells us when its buffer is full --------
-
-    def pauseProducing(self) -> None:
-        self._paused = True
-
-    def resumeProducing(self) -> None:
-        self._paused = False
-        self._backlog = 0
-        self._writable()
-
-    def stopProducing(self) -> None:
-        self._paused = True
 
 
 class StompWebSocketFactory(WebSocketServerFactory):  # type: ignore[misc]
@@ -166,31 +359,30 @@ class StompWebSocketFactory(WebSocketServerFactory):  # type: ignore[misc]
     def __init__(
         self,
         session_factory: SessionFactory,
+        clock: Clock,
         *,
+        limiter: AddressLimits,
         max_send_buffer: int = 512 * 1024,
         allowed_origins: AbstractSet[str] | None = None,
         trusted_proxies: AbstractSet[str] = frozenset(),
-        limiter: ConnectionLimiter | None = None,
         on_refusal: Callable[[str], Any] | None = None,
+        close_reason: tuple[int, str | None] = (1000, None),
+        tracker: Tracker | None = None,
         server: str = "anonchat",
     ) -> None:
         super().__init__(server=server)
         self.session_factory = session_factory
+        self.clock = clock
         self.max_send_buffer = max_send_buffer
         self.allowed_origins = allowed_origins
         self.trusted_proxies = trusted_proxies
-        self.limiter = limiter or ConnectionLimiter()
+        self.limiter = limiter
+        self.close_reason = close_reason
+        self.tracker = tracker
         self._on_refusal = on_refusal
         # No WebSocket size limits: payload is streamed to the STOMP parser,
         # whose frame limit bounds what is held.
-        self.setProtocolOptions(
-            maxFramePayloadSize=0,
-            maxMessagePayloadSize=0,
-            openHandshakeTimeout=10,
-            closeHandshakeTimeout=2,
-            autoPingInterval=0,
-            failByDrop=True,
-        )
+        configure(self, 0)
 
     def count_refusal(self, reason: str) -> None:
         if self._on_refusal is not None:

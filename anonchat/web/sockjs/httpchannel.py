@@ -62,6 +62,15 @@ class HTTPChannel:
             transport.abortConnection()
         self.session.release(self)
 
+    def pause_reading(self) -> None:
+        """Nothing to read on a receiving response (sends are held by the session)."""
+
+    def resume_reading(self) -> None:
+        pass
+
+    def keepalive(self, interval: float, timeout: float) -> None:
+        """Nothing to do: a client that stops polling is gone after the disconnect delay."""
+
     # -- for subclasses
 
     def start(self) -> None:

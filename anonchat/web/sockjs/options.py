@@ -11,6 +11,8 @@ from typing import Callable
 
 import attrs
 
+from anonchat.web.origins import CorsPolicy
+
 DEFAULT_SOCKJS_URL = "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js"
 
 
@@ -44,3 +46,7 @@ class SockJSOptions:
     #: Told why the server cut a session ("slow-consumer"), for metrics.
     on_close: Callable[[str], None] = attrs.field(default=lambda reason: None, eq=False, repr=False)
     sockjs_url: str = DEFAULT_SOCKJS_URL
+
+    @property
+    def cors(self) -> CorsPolicy:
+        return CorsPolicy(self.allowed_origins)

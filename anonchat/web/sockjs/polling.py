@@ -2,7 +2,9 @@
 
 A poll is answered by the first frame the session has for it, with a
 Content-Length, then the session waits for the next poll (up to the
-disconnect delay). Send bodies are bounded by ``max_message_size``.
+disconnect delay). Send bodies are bounded by ``max_message_size``; a send
+that arrives while the session has paused reading is answered only once
+its messages have been read (see ``SockJSSession.pause_reading``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import re
 from typing import Callable
 from urllib.parse import parse_qs
 
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
 
 from anonchat.web.sockjs import framing, responses
 from anonchat.web.sockjs.endpoint import Endpoint
@@ -78,7 +80,7 @@ def _read_body(endpoint: Endpoint, request: Request) -> bytes | None:
     return body
 
 
-def _deliver(endpoint: Endpoint, request: Request, session_id: str, payload: bytes | str, ok: bytes) -> bytes:
+def _deliver(endpoint: Endpoint, request: Request, session_id: str, payload: bytes | str, ok: bytes) -> object:
     session = endpoint.registry.get(session_id)
     if session is None:
         return responses.not_found(request)
@@ -88,15 +90,30 @@ def _deliver(endpoint: Endpoint, request: Request, session_id: str, payload: byt
         return responses.error(request, 500, "Payload expected.")
     except framing.BrokenJSON:
         return responses.error(request, 500, "Broken JSON encoding.")
+    if session.holding:
+        # The session stopped reading and still holds an earlier send's messages.
+        return responses.error(request, 429, "Another send is still being processed.")
     responses.session_headers(request, endpoint.options, responses.TEXT_PLAIN)
-    session.messages_received(messages)
     if not ok:
         request.setResponseCode(204)
-    return ok
+    session.messages_received(messages)
+    if not session.holding:
+        return ok
+    # Answered once the session has read them all: the client waits meanwhile.
+    gone: list[bool] = []
+    request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+    def answer(_: None) -> None:
+        if not gone and not request.finished:
+            request.write(ok)
+            request.finish()
+
+    session.when_read().addCallback(answer)
+    return NOT_DONE_YET
 
 
 def _send(endpoint: Endpoint, request: Request, session_id: str, ok: bytes,
-          payload_of: Callable[[Request, bytes], bytes | str | None]) -> bytes:
+          payload_of: Callable[[Request, bytes], bytes | str | None]) -> object:
     responses.set_cors(request, endpoint.options)  # errors too, so a browser sees them as errors, not CORS failures
     body = _read_body(endpoint, request)
     if body is None:
@@ -107,7 +124,7 @@ def _send(endpoint: Endpoint, request: Request, session_id: str, ok: bytes,
     return _deliver(endpoint, request, session_id, payload, ok)
 
 
-def xhr_send(endpoint: Endpoint, request: Request, session_id: str) -> bytes:
+def xhr_send(endpoint: Endpoint, request: Request, session_id: str) -> object:
     return _send(endpoint, request, session_id, b"", lambda request, body: body)
 
 
@@ -123,5 +140,5 @@ def _jsonp_payload(request: Request, body: bytes) -> bytes | str | None:
     return (form.get("d") or [""])[0]
 
 
-def jsonp_send(endpoint: Endpoint, request: Request, session_id: str) -> bytes:
+def jsonp_send(endpoint: Endpoint, request: Request, session_id: str) -> object:
     return _send(endpoint, request, session_id, b"ok", _jsonp_payload)

@@ -10,16 +10,20 @@ from __future__ import annotations
 from typing import Any, Callable, cast
 
 import attrs
+from autobahn.twisted.resource import WebSocketResource
 from twisted.logger import Logger
 from twisted.web.server import Request
 from twisted.web.resource import IResource, Resource
 
+from anonchat.web.addresslimits import AddressLimits
 from anonchat.web.sockjs import info, polling, responses, streaming
 from anonchat.web.sockjs.endpoint import Endpoint, peer_host
 from anonchat.web.sockjs.hints import Clock, ReceiverFactory
 from anonchat.web.sockjs.options import SockJSOptions
 from anonchat.web.sockjs.registry import SessionRegistry
-from anonchat.web.sockjs.websocket import RawWebSocketProtocol, SockJSWebSocketProtocol, WebSocketEndpoint
+from anonchat.web.sockjs.session import GO_AWAY
+from anonchat.web.sockjs.websocket import WebSocketEndpoint
+from anonchat.web.websocket import StompWebSocketFactory
 
 Handler = Callable[[Endpoint, Request, str], object]
 
@@ -75,10 +79,23 @@ class SockJSResource(Resource):
         self._clock = clock
         self._raw_websocket = raw_websocket
         self._iframe = info.IframePage(options.sockjs_url)
-        self._sockjs_websocket = WebSocketEndpoint(self._endpoint, SockJSWebSocketProtocol)
+        self._sockjs_websocket = WebSocketEndpoint(self._endpoint)
         # /websocket is raw WebSocket: the application's own endpoint when
-        # given (the same one that answers upgrades at the base path).
-        self._plain_websocket = WebSocketEndpoint(self._endpoint, RawWebSocketProtocol, raw_websocket)
+        # given (the same one that answers upgrades at the base path), else
+        # the same carrier on its own, closing as SockJS does.
+        self._plain_websocket = WebSocketEndpoint(self._endpoint, raw_websocket or self._own_raw_websocket())
+
+    def _own_raw_websocket(self) -> IResource:
+        factory = StompWebSocketFactory(
+            self.registry.session_factory, self._clock,  # type: ignore[arg-type]
+            limiter=AddressLimits(self._clock),  # type: ignore[arg-type]
+            max_send_buffer=self.options.max_send_buffer,
+            allowed_origins=self.options.allowed_origins,
+            on_refusal=self.options.on_close,
+            close_reason=GO_AWAY,
+            tracker=self.registry,
+        )
+        return WebSocketResource(factory)  # type: ignore[no-any-return]
 
     def close_all(self) -> None:
         """Close every session (shutdown); each STOMP session hears ``connection_lost`` now."""

@@ -1,8 +1,8 @@
 """HTTP details every SockJS URL shares: origin policy, CORS, caching, the JSESSIONID cookie, errors.
 
-CORS is the protocol's: echo ``Origin`` (``*`` for an absent or ``null``
-one) with credentials allowed; with an origin allow-list, any other origin
-is refused outright (403) rather than served without CORS headers.
+CORS is the server's one policy (``anonchat.web.origins.CorsPolicy``, the
+protocol's rules); with an origin allow-list, any other origin is refused
+outright (403) rather than served without CORS headers.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import re
 from twisted.web.http import datetimeToString
 from twisted.web.server import Request
 
-from anonchat.web.origins import origin_allowed as listed_origin
 from anonchat.web.sockjs.hints import Clock
 from anonchat.web.sockjs.options import SockJSOptions
 
@@ -30,24 +29,11 @@ _COOKIE_VALUE = re.compile(rb"^[A-Za-z0-9._~-]{1,128}$")
 
 def origin_allowed(request: Request, options: SockJSOptions) -> bool:
     """Whether this request's ``Origin`` (if any) may use the endpoint."""
-    origin = request.getHeader(b"origin")
-    return listed_origin(options.allowed_origins, None if origin is None else origin.decode("latin-1"))
+    return options.cors.permits(request)
 
 
 def set_cors(request: Request, options: SockJSOptions) -> None:
-    origin = request.getHeader(b"origin")
-    if origin is None or origin == b"null":
-        if options.allowed_origins is not None and origin is None:
-            return  # not a cross-origin request; with an allow-list we only ever echo
-        allow = b"*"
-    else:
-        allow = origin
-    request.setHeader(b"Access-Control-Allow-Origin", allow)
-    request.setHeader(b"Access-Control-Allow-Credentials", b"true")
-    request.setHeader(b"Vary", b"Origin")
-    wanted = request.getHeader(b"access-control-request-headers")
-    if wanted:
-        request.setHeader(b"Access-Control-Allow-Headers", wanted)
+    options.cors.apply(request)
 
 
 def set_no_cache(request: Request) -> None:
@@ -79,12 +65,9 @@ def session_headers(request: Request, options: SockJSOptions, content_type: byte
 
 def preflight(request: Request, options: SockJSOptions, clock: Clock, methods: bytes) -> bytes:
     """``204`` answer to an ``OPTIONS`` request: cacheable for a year."""
-    request.setResponseCode(204)
     set_cache_forever(request, clock)
-    request.setHeader(b"Access-Control-Max-Age", b"%d" % ONE_YEAR)
-    request.setHeader(b"Access-Control-Allow-Methods", methods)
     set_cookie(request, options)
-    set_cors(request, options)
+    options.cors.preflight(request, methods, ONE_YEAR)
     return b""
 
 

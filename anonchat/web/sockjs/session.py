@@ -11,6 +11,7 @@ once when the client vanished or the server shuts down.
 from __future__ import annotations
 
 import enum
+from collections import deque
 from typing import Callable, Protocol
 
 from twisted.internet.defer import Deferred, succeed
@@ -45,6 +46,15 @@ class Channel(Protocol):
     def abort(self) -> None:
         """Drop the connection now, unsent data included."""
 
+    def pause_reading(self) -> None:
+        """Stop reading from the client (a WebSocket); nothing to do for an HTTP response."""
+
+    def resume_reading(self) -> None:
+        """Read from the client again."""
+
+    def keepalive(self, interval: float, timeout: float) -> None:
+        """Ping a WebSocket peer; nothing to do for an HTTP response."""
+
 
 class State(enum.Enum):
     NEW = "new"
@@ -78,6 +88,7 @@ class SockJSSession:
         self._heartbeat_delay = heartbeat_delay
         self._disconnect_delay = disconnect_delay
         self._max_send_buffer = max_send_buffer
+        self._low_water = max_send_buffer // 2
         self._on_gone = on_gone
         self._on_close = on_close
 
@@ -93,6 +104,11 @@ class SockJSSession:
         self._lost = False
         self._waiting: list[Deferred[None]] = []
         self._lost_call: DelayedCall | None = None
+        #: Client messages not yet handed to the STOMP session (reading paused).
+        self._inbound: deque[str] = deque()
+        self._reading_paused = False
+        self._read_waiters: list[Deferred[None]] = []
+        self._keepalive: tuple[float, float] | None = None
 
     # -- IFrameTransport: what the STOMP session calls
 
@@ -112,9 +128,11 @@ class SockJSSession:
         self._close(GO_AWAY, lost_now=False)
 
     def when_writable(self) -> Deferred[None]:
-        """Room again once what is queued has gone out to a receiving
-        request (the next poll, for polling transports), or the end."""
-        if not self._pending or self.state is State.CLOSED:
+        """Room while less than half the send buffer is queued (a low-water
+        mark: a polling client empties the queue only once per round trip,
+        so waiting for an empty queue would let one message through per
+        poll); else once the queue goes out to a receiving request, or the end."""
+        if self._pending_bytes < self._low_water or self.state is State.CLOSED:
             return succeed(None)
         d: Deferred[None] = Deferred()
         self._waiting.append(d)
@@ -124,6 +142,35 @@ class SockJSSession:
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.callback(None)
+
+    def pause_reading(self) -> None:
+        """Hand no more client messages to the STOMP session until resumed.
+
+        A WebSocket stops reading its socket. An HTTP send (``xhr_send``,
+        ``jsonp_send``) that arrives meanwhile is held, unanswered, with its
+        messages; sockjs-client sends one request at a time and waits for
+        its answer, so it simply waits too. A second send while one is held
+        is refused (see ``holding``): only a hostile client sends one.
+        Either way at most one request body (or one socket read) is held.
+        """
+        self._reading_paused = True
+        if self._channel is not None:
+            self._channel.pause_reading()
+
+    def resume_reading(self) -> None:
+        if not self._reading_paused:
+            return
+        self._reading_paused = False
+        self._deliver_inbound()
+        if not self._reading_paused and self._channel is not None:
+            self._channel.resume_reading()
+
+    def keepalive(self, interval: float, timeout: float) -> None:
+        """WebSocket pings on a WebSocket channel. HTTP transports need
+        none: a client that stops polling is gone after the disconnect delay."""
+        self._keepalive = (interval, timeout)
+        if self._channel is not None:
+            self._channel.keepalive(interval, timeout)
 
     # -- what the transports call
 
@@ -146,6 +193,10 @@ class SockJSSession:
             return
         self._channel = channel
         self._cancel_expiry()
+        if self._reading_paused:
+            channel.pause_reading()
+        if self._keepalive is not None:
+            channel.keepalive(*self._keepalive)
         if self.state is State.NEW:
             self.state = State.OPEN
             self._write(channel, framing.OPEN)
@@ -171,18 +222,46 @@ class SockJSSession:
         if channel is self._channel:
             self._flush()
 
+    @property
+    def holding(self) -> bool:
+        """Client messages are waiting for ``resume_reading``."""
+        return bool(self._inbound)
+
     def messages_received(self, messages: list[str]) -> None:
-        """Messages the client sent, in order, each handed to the STOMP session whole."""
-        for message in messages:
+        """Messages the client sent, in order, each handed to the STOMP
+        session whole (or held while reading is paused)."""
+        self._inbound.extend(messages)
+        self._deliver_inbound()
+
+    def when_read(self) -> Deferred[None]:
+        """Fires once no client message is held (at once if none is), or at the end."""
+        if not self._inbound or self.state is State.CLOSED:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._read_waiters.append(d)
+        return d
+
+    def _deliver_inbound(self) -> None:
+        while self._inbound and not self._reading_paused:
+            message = self._inbound.popleft()
             receiver = self._receiver
             if self.state is not State.OPEN or receiver is None:
-                return
+                self._inbound.clear()
+                break
             try:
                 receiver.data_received(framing.message_bytes(message))
             except Exception:
                 self.log.failure("STOMP session failed on inbound data")
+                self._inbound.clear()
                 self._close(SERVER_ERROR, lost_now=False)
-                return
+                break
+        if not self._inbound:
+            self._all_read()
+
+    def _all_read(self) -> None:
+        waiters, self._read_waiters = self._read_waiters, []
+        for d in waiters:
+            d.callback(None)
 
     def shutdown(self) -> None:
         """Server shutdown: close now, tell the STOMP session at once, and forget the session."""
@@ -273,6 +352,8 @@ class SockJSSession:
 
     def _deliver_lost(self) -> None:
         self._writable()
+        self._inbound.clear()
+        self._all_read()
         if self._lost_call is not None and self._lost_call.active():
             self._lost_call.cancel()
         self._lost_call = None
