@@ -8,7 +8,7 @@ grows), so a page never has a hole.
 from __future__ import annotations
 
 import json
-from typing import AbstractSet, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -16,10 +16,8 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from anonchat.chat.message import ChatMessage, iso_timestamp
-from anonchat.chat.message import id_key
-from anonchat.chat.ports import IPresence
-from anonchat.chat.ports import IMessageArchive, IMessageBuffer
+from anonchat.chat.message import ChatMessage, id_key, iso_timestamp
+from anonchat.chat.ports import ArchiveUnavailable, IMessageArchive, IMessageBuffer, IPresence
 from anonchat.web.addresslimits import AddressLimits
 from anonchat.web.origins import CorsPolicy
 
@@ -100,6 +98,11 @@ class JsonResource(Resource):
             status, body = await self._handler(request)
         except BadRequest as e:
             status, body = 400, {"error": str(e)}
+        except ArchiveUnavailable as e:
+            # busy (too many history reads waiting) or down: try again soon
+            log.debug("{path}: the archive is unavailable ({error})", path=request.path, error=type(e).__name__)
+            request.setHeader("Retry-After", "1")
+            status, body = 503, {"error": "temporarily unavailable"}
         self._finish(request, status, body)
 
     def _failed(self, failure: Failure, request: Request) -> None:
@@ -117,39 +120,60 @@ class JsonResource(Resource):
         request.finish()
 
 
+#: Why a REST request may not go on: (status, error message), or None.
+Admission = Callable[[Request], "tuple[int, str] | None"]
+
+
 class RateLimitedApi(Resource):
     """``/api``: every request under it first takes a token from its client
-    address's budget (``--api-rate``); past it, 429 with ``Retry-After``."""
+    address's budget (``--api-rate``; past it, 429 with ``Retry-After``),
+    then, but for the ``open`` children, passes ``admission`` (access
+    token, bans)."""
 
-    def __init__(self, limits: AddressLimits, client_address: Callable[[Request], str], cors: CorsPolicy) -> None:
+    def __init__(self, limits: AddressLimits, client_address: Callable[[Request], str], cors: CorsPolicy,
+                 admission: Admission | None = None, open: frozenset[bytes] = frozenset()) -> None:
         super().__init__()
         self._limits = limits
         self._client_address = client_address
         self._cors = cors
+        self._admission = admission
+        self._open = open
 
     def getChildWithDefault(self, path: bytes, request: Request) -> Resource:
         wait = self._limits.take_request(self._client_address(request))
         if wait is not None:
-            return TooManyRequests(wait, self._cors)
+            return Refusal(429, {"error": "too many requests", "retry_after": wait}, self._cors,
+                           {"Retry-After": str(wait)})
+        if self._admission is not None and path not in self._open:
+            refused = self._admission(request)
+            if refused is not None:
+                status, message = refused
+                headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+                return Refusal(status, {"error": message}, self._cors, headers)
         return super().getChildWithDefault(path, request)  # type: ignore[no-any-return]
 
 
-class TooManyRequests(Resource):
+class Refusal(Resource):
+    """A JSON error answered to any method."""
+
     isLeaf = True
 
-    def __init__(self, retry_after: int, cors: CorsPolicy) -> None:
+    def __init__(self, status: int, body: Any, cors: CorsPolicy, headers: dict[str, str]) -> None:
         super().__init__()
-        self._retry_after = retry_after
+        self._status = status
+        self._body = body
         self._cors = cors
+        self._headers = headers
 
     def render(self, request: Request) -> bytes:
         if self._cors.permits(request):
             self._cors.apply(request)
-        request.setResponseCode(429)
-        request.setHeader("Retry-After", str(self._retry_after))
+        request.setResponseCode(self._status)
+        for name, value in self._headers.items():
+            request.setHeader(name, value)
         request.setHeader("Content-Type", "application/json;charset=UTF-8")
         request.setHeader("Cache-Control", "no-store")
-        return _json_bytes({"error": "too many requests", "retry_after": self._retry_after})
+        return _json_bytes(self._body)
 
 
 def messages_json(messages: list[ChatMessage]) -> list[dict[str, Any]]:
@@ -159,14 +183,23 @@ def messages_json(messages: list[ChatMessage]) -> list[dict[str, Any]]:
 class Api:
     """The handlers, bound to the stores they read."""
 
-    def __init__(self, buffer: IMessageBuffer, archive: IMessageArchive, presence: IPresence) -> None:
+    def __init__(self, buffer: IMessageBuffer, archive: IMessageArchive, presence: IPresence,
+                 hidden: Callable[[Sequence[str]], Deferred[set[str]]] | None = None) -> None:
         self.buffer = buffer
         self.archive = archive
         self.presence = presence
+        self._hidden = hidden
+
+    async def _visible(self, messages: list[ChatMessage]) -> list[ChatMessage]:
+        """Without the messages a moderator deleted."""
+        if self._hidden is None or not messages:
+            return messages
+        deleted = await self._hidden([m.id for m in messages])
+        return [m for m in messages if m.id not in deleted] if deleted else messages
 
     async def recent(self, request: Request) -> tuple[int, Any]:
         limit = parse_limit(request)
-        return 200, messages_json(await self.buffer.recent(limit))
+        return 200, messages_json(await self._visible(await self.buffer.recent(limit)))
 
     async def history(self, request: Request) -> tuple[int, Any]:
         limit = parse_limit(request)
@@ -176,8 +209,10 @@ class Api:
         merged = {m.id: m for m in archived}
         merged.update((m.id, m) for m in buffered)
         page = sorted(merged.values(), key=lambda m: id_key(m.id))[-limit:]
+        # paging goes by what was read, so a page thinned by deletions
+        # never ends the walk early
         next_before = page[0].id if len(page) == limit else None
-        return 200, {"messages": messages_json(page), "next_before": next_before}
+        return 200, {"messages": messages_json(await self._visible(page)), "next_before": next_before}
 
     async def users(self, request: Request) -> tuple[int, Any]:
         online = await self.presence.online()

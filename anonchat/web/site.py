@@ -11,10 +11,14 @@ from twisted.logger import Logger
 from twisted.web.server import Request, Site
 from twisted.web.static import File
 
+from anonchat.chat.access import AccessDenied, AccessPolicy
+from anonchat.chat.moderator import Moderator
 from anonchat.chat.ports import IMessageArchive, IMessageBuffer, IPresence
+from anonchat.chat.room import ChatRoom
 from anonchat.metrics import Metrics, MetricsResource
 from anonchat.settings import Settings
 from anonchat.web.addresslimits import AddressLimits
+from anonchat.web.admin import AdminApi
 from anonchat.web.clientaddress import request_client_address
 from anonchat.web.requestbody import DEFAULT_MAX_REQUEST_BODY, BodyLimitedChannel, BodyLimitedRequest
 from anonchat.web.health import HealthCheck
@@ -73,19 +77,42 @@ def build_site(
     metrics: Metrics,
     limits: AddressLimits,
     on_close: Callable[[str], None],
+    room: ChatRoom | None = None,
+    moderator: Moderator | None = None,
+    access: AccessPolicy | None = None,
+    admin_token: str | None = None,
 ) -> tuple[Site, SockJSResource]:
     """The site, and the SockJS endpoint (the service closes its sessions at stop).
 
     ``session_factory`` makes the STOMP session of each connection; the
     stores serve REST and ``/healthz``; ``ready`` is False while starting
     or draining; ``limits`` holds the per-address limits; ``on_close`` is
-    told why the server cut a connection (for metrics).
+    told why the server cut a connection (for metrics). With a
+    ``moderator``, banned clients are refused at every door; with
+    ``access``, REST needs a token; with ``admin_token`` (and the ``room``
+    the moderation API acts on), ``/api/admin/`` exists.
     """
     cors = CorsPolicy(settings.allowed_origins)
     trusted = settings.trusted_proxies or frozenset()
 
     def address(request: Request) -> str:
         return request_client_address(request, trusted)
+
+    def banned(identity: str) -> bool:
+        return moderator is not None and moderator.ban_of(moderator.client_of(identity)) is not None
+
+    def admission(request: Request) -> tuple[int, str] | None:
+        identity = address(request)
+        if access is not None:
+            scheme, _, token = (request.getHeader("authorization") or "").partition(" ")
+            try:
+                identity = access.subject(token.strip() if scheme.lower() == "bearer" else None)
+            except AccessDenied:
+                return 401, "a valid access token is required"
+        return (403, "banned") if banned(identity) else None
+
+    def admit(client_address: str) -> bool:
+        return not banned(client_address)
 
     ws_factory = StompWebSocketFactory(
         session_factory,
@@ -95,6 +122,7 @@ def build_site(
         allowed_origins=settings.allowed_origins,
         trusted_proxies=trusted,
         on_refusal=on_close,
+        admit=admit,
     )
     sockjs = SockJSResource(
         session_factory,
@@ -109,8 +137,9 @@ def build_site(
         ),
         raw_websocket=WebSocketResource(ws_factory),
         client_address=address,
+        admit=admit,
     )
-    api = Api(buffer, archive, presence)
+    api = Api(buffer, archive, presence, hidden=room.hidden if room is not None else None)
     health = HealthCheck(clock, buffer.ping, archive.ping, ready=ready, uses_redis=bool(settings.redis))
 
     async def healthz(request: Request) -> tuple[int, Any]:
@@ -118,7 +147,15 @@ def build_site(
 
     root = StaticFiles(STATIC_DIR)
     root.putChild(b"ws-chat", sockjs)
-    api_root = RateLimitedApi(limits, address, cors)
+    async def client_settings(request: Request) -> tuple[int, Any]:
+        return 200, {"max_content": settings.max_content,
+                     "slow_mode": moderator.slow_mode if moderator is not None else 0,
+                     "access": "token" if access is not None else "open"}
+
+    api_root = RateLimitedApi(limits, address, cors, admission, open=frozenset({b"settings", b"admin"}))
+    api_root.putChild(b"settings", JsonResource(client_settings, cors))
+    if admin_token is not None and room is not None and moderator is not None:
+        api_root.putChild(b"admin", AdminApi(admin_token, room, moderator, presence, clock, address))
     messages = JsonResource(api.history, cors)
     messages.isLeaf = False
     messages.putChild(b"recent", JsonResource(api.recent, cors))

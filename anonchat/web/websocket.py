@@ -233,6 +233,9 @@ class StompWebSocketProtocol(WebSocketCarrier):
         forwarded = request.headers.get("x-forwarded-for")
         peer = getattr(self.transport.getPeer(), "host", "local")
         address = client_address(peer, forwarded, factory.trusted_proxies)
+        if factory.admit is not None and not factory.admit(address):
+            factory.count_refusal("banned")
+            raise ConnectionDeny(403, "banned")
         if not factory.limiter.acquire(address):
             factory.count_refusal("too-many-connections")
             raise ConnectionDeny(429, "too many connections from this address")
@@ -368,9 +371,12 @@ class StompWebSocketFactory(WebSocketServerFactory):  # type: ignore[misc]
         on_refusal: Callable[[str], Any] | None = None,
         close_reason: tuple[int, str | None] = (1000, None),
         tracker: Tracker | None = None,
+        admit: Callable[[str], bool] | None = None,
         server: str = "anonchat",
     ) -> None:
         super().__init__(server=server)
+        #: False for an address that may not connect at all (banned).
+        self.admit = admit
         self.session_factory = session_factory
         self.clock = clock
         self.max_send_buffer = max_send_buffer

@@ -71,9 +71,13 @@ class SockJSResource(Resource):
         options: SockJSOptions = SockJSOptions(),
         raw_websocket: IResource | None = None,
         client_address: Callable[[Request], str] | None = None,
+        admit: Callable[[str], bool] | None = None,
     ) -> None:
         super().__init__()
         self.options = options
+        self._client_address = client_address or peer_host
+        #: False for an address that may not connect at all (banned).
+        self._admit = admit
         self.registry = SessionRegistry(session_factory, clock, options)
         self._endpoint = Endpoint(options, clock, self.registry, client_address or peer_host)
         self._clock = clock
@@ -104,6 +108,9 @@ class SockJSResource(Resource):
     def render(self, request: Request) -> object:
         if not responses.origin_allowed(request, self.options):
             self.log.info("Refused a SockJS request from a disallowed origin")
+            return responses.forbidden(request)
+        if self._admit is not None and not self._admit(self._client_address(request)):
+            self.options.on_close("banned")
             return responses.forbidden(request)
         path = request.postpath or []
         if path in ([], [b""]):
