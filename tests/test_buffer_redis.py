@@ -383,20 +383,22 @@ class RedisFailureTests(RedisTestMixin, unittest.TestCase):
         self.assertEqual(held, [landed.id] if landed is not None else [])
         self.assertEqual([m.content for m in await buffer.recent(10) if m.content == "not even sent"], [])
 
-    async def proxied(self, server: PrivateRedis, **kwargs: Any) -> tuple[RedisStreamBuffer, FaultProxy]:
+    async def proxied(self) -> tuple[RedisStreamBuffer, FaultProxy, Any]:
+        """A buffer talking to a private Redis through a fault proxy, one
+        message appended, and a direct connection to look at what Redis holds."""
+        server = await self.private()
         proxy = FaultProxy(reactor, "127.0.0.1", server.port)
         port = await proxy.start()
         self.addCleanup(proxy.stop)
-        buffer = self.new_buffer(f"redis://127.0.0.1:{port}/0", command_timeout=0.5, block_ms=100, **kwargs)
+        buffer = self.new_buffer(f"redis://127.0.0.1:{port}/0", command_timeout=0.5, block_ms=100)
         await buffer.start()
-        return buffer, proxy
-
-    async def test_an_append_whose_reply_was_lost_is_found_stored_and_succeeds(self) -> None:
-        server = await self.private()
-        buffer, proxy = await self.proxied(server)
         redis = await raw_connection(parse_redis_url(server.url))
         self.addCleanup(redis.disconnect)
         await buffer.append(chat("before"))
+        return buffer, proxy, redis
+
+    async def test_an_append_whose_reply_was_lost_is_found_stored_and_succeeds(self) -> None:
+        buffer, proxy, redis = await self.proxied()
         proxy.hold_replies()
         appended = buffer.append(chat("landed"))
         await sleep(1.5)  # past the timeout: the connection was dropped, the outcome unknown
@@ -408,11 +410,7 @@ class RedisFailureTests(RedisTestMixin, unittest.TestCase):
         self.assertEqual(await redis.execute_command("XLEN", "anonchat:messages"), 2)
 
     async def test_an_append_that_failed_is_never_stored_afterwards(self) -> None:
-        server = await self.private()
-        buffer, proxy = await self.proxied(server)
-        redis = await raw_connection(parse_redis_url(server.url))
-        self.addCleanup(redis.disconnect)
-        await buffer.append(chat("before"))
+        buffer, proxy, redis = await self.proxied()
         # the request waits in the network; it reaches Redis only when the
         # link comes back, racing the buffer's own question about it
         proxy.blackhole()

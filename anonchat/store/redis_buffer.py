@@ -56,6 +56,7 @@ more than ``retain``.
 from __future__ import annotations
 
 import itertools
+import math
 import uuid
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
@@ -459,7 +460,7 @@ class RedisStreamBuffer:
 
     async def _append_batch(self, fields: list[Any]) -> Sequence[Any]:
         marker = self._outcome_prefix + str(next(self._tokens))
-        lifetime = int(self._outcome_ttl)
+        lifetime = math.ceil(self._outcome_ttl)
         sent_at = self._reactor.seconds()
         try:
             ids = await self._script(APPEND_SCRIPT, [self._stream, marker], [lifetime, *fields])
@@ -482,7 +483,7 @@ class RedisStreamBuffer:
         delay = 0.05
         while self._running and self._reactor.seconds() < trusted_until:
             try:
-                reply = _text(await self._script(OUTCOME_SCRIPT, [marker], [int(self._outcome_ttl)]))
+                reply = _text(await self._script(OUTCOME_SCRIPT, [marker], [math.ceil(self._outcome_ttl)]))
             except Exception:
                 await deferLater(self._reactor, delay, lambda: None)
                 delay = min(delay * 2, OUTCOME_BACKOFF_MAX)

@@ -19,7 +19,9 @@ node reaped them while this one could not answer). The rule for a name
 someone else claimed meanwhile is that Redis decides, as for any claim:
 whoever holds it keeps it, and the user here is not listed again (counted
 in ``lost_names``, logged). That can only happen when Redis forgot the
-name, i.e. lost its data, where no guarantee holds anyway.
+name, i.e. lost its data, where no guarantee holds anyway. A node cut off
+alone for longer than ``node_ttl`` is dead to the others: its users get
+their LEAVEs, and are listed again (without a JOIN) if it comes back.
 """
 
 from __future__ import annotations
