@@ -152,8 +152,9 @@ class PresenceOutageTests(unittest.TestCase):
         redis.kill()
         await sleep(2 * node_ttl)
         await redis.start()
-        # the grace (a node-ttl), then some beats in which a reaper would strike
-        await sleep(3 * node_ttl)
+        # the grace (a node-ttl and 2 s of reconnection), then some beats in
+        # which a reaper would strike
+        await sleep(node_ttl + 2 + 2 * node_ttl)
         listed = {"a": await users_of(a), "b": await users_of(b)}
         after = [await Chatter(node, f"{node_name}-new").join() for node, node_name in ((a, "a"), (b, "b"))]
         everyone = before + after

@@ -69,8 +69,9 @@ class RedisPresenceTests(TestCase):
         other = await self.node(node_ttl=0.5, beat=0.1)
         other.set_reaped_listener(lambda names: reaped.append(list(names)))
         await live.claim("익명-44444", 2)
-        # a node that just started waits a node-ttl before it reaps anyone
-        await sleep(1.2)
+        # a node that just started waits a node-ttl (and the longest
+        # reconnection delay, 2 s) before it reaps anyone
+        await sleep(3.0)
         self.assertEqual(reaped, [["익명-33333"]])
         self.assertEqual([n for n, _ in await live.online()], ["익명-44444"])
 
@@ -105,14 +106,14 @@ class RedisPresenceTests(TestCase):
         redis.kill()
         await sleep(1.5)  # every node key expires meanwhile
         await redis.start()
-        await sleep(2.0)  # the node-ttl of grace, and a few beats after it
+        await sleep(4.0)  # the grace (node-ttl + 2 s of reconnection), and a few beats after it
         self.assertEqual(reaped, [])
         everyone = [("익명-10001", 1), ("익명-10002", 2), ("익명-20001", 3)]
         self.assertEqual((await a.online(), await b.online()), (everyone, everyone))
         self.assertFalse(await b.claim("익명-10001", 4))
         # they leave when they leave, and only then
         await a.release("익명-10001")
-        await sleep(1.0)
+        await sleep(0.5)
         self.assertEqual((reaped, await b.online()), ([], everyone[1:]))
 
     async def test_users_are_registered_again_when_redis_lost_them(self) -> None:
@@ -122,9 +123,13 @@ class RedisPresenceTests(TestCase):
         redis.kill()
         await sleep(0.3)
         await redis.start()
-        await sleep(1.0)
         everyone = [("익명-10001", 1), ("익명-10002", 2), ("익명-20001", 3)]
-        self.assertEqual((reaped, await a.online()), ([], everyone))
+
+        async def listed() -> bool:
+            return await a.online() == everyone
+
+        await self.until(listed)
+        self.assertEqual(reaped, [])
         self.assertFalse(await b.claim("익명-10002", 4))
 
     async def test_a_name_taken_while_redis_forgot_it_stays_with_whoever_holds_it(self) -> None:

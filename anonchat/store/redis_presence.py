@@ -11,8 +11,9 @@ lookup per node, not per user. A node that died thus loses its users within
 
 A Redis outage expires every node's key at once, though the nodes and their
 users are alive. So a node reaps nobody until it has been in touch with
-Redis for ``node_ttl`` without a break (after start, an outage, or finding
-its own key gone): the others re-beat meanwhile. Each node also remembers
+Redis for ``node_ttl`` plus the longest reconnection delay without a break
+(after start, an outage, or finding its own key gone): the others reconnect
+and re-beat meanwhile. Each node also remembers
 its own users, and after an outage or when its key was gone it registers
 them again (Redis may have lost them: restarted without persistence, or a
 node reaped them while this one could not answer). The rule for a name
@@ -35,7 +36,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from anonchat.chat.ports import IPresence, ReapedListener
-from anonchat.store.redis_connection import connect, is_connected, parse_redis_url, wait_connected
+from anonchat.store.redis_connection import ReconnectingFactory, connect, is_connected, parse_redis_url, wait_connected
 from anonchat.store.redis_script import RedisScript
 from anonchat.store.turnbatch import TurnBatcher
 
@@ -145,6 +146,8 @@ class RedisPresence:
         self._node_key = self._node_prefix + self.node_id
         self._own = self._node_key + ":users"
         self._node_ttl = node_ttl
+        #: how long a node reaps nobody after it (re)gained touch with Redis
+        self._grace = node_ttl + ReconnectingFactory.maxDelay
         self._timeout = command_timeout
         self._connection: Any = None
         self._listener: ReapedListener | None = None
@@ -184,7 +187,7 @@ class RedisPresence:
         await self._script(ADOPT_SCRIPT, [self._users, self._nodes], [self._node_prefix])
         self._in_touch = True
         # nodes may be re-beating after an outage this one did not see
-        self._reap_from = self._reactor.seconds() + self._node_ttl
+        self._reap_from = self._reactor.seconds() + self._grace
         self._beat.start(self._beat_interval, now=False)
 
     def stop(self) -> Deferred[None]:
@@ -209,7 +212,7 @@ class RedisPresence:
         try:
             existed = int(await self._keep_alive())
             if not (self._in_touch and existed):
-                self._reap_from = self._reactor.seconds() + self._node_ttl
+                self._reap_from = self._reactor.seconds() + self._grace
                 await self._register_again()
             self._in_touch = True
             if self._unreleased:
