@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.python.failure import Failure
 
-OPEN, CUT, BLACKHOLE = "open", "cut", "blackhole"
+OPEN, CUT, BLACKHOLE, HOLD_REPLIES = "open", "cut", "blackhole", "hold-replies"
 
 
 class _Upstream(protocol.Protocol):
@@ -52,7 +52,7 @@ class _Downstream(protocol.Protocol):
             self.transport.abortConnection()
             return
         self.transport.pauseProducing()
-        if self.proxy.mode == OPEN:
+        if self.proxy.mode in (OPEN, HOLD_REPLIES):
             self.open_upstream()
 
     def open_upstream(self) -> None:
@@ -68,6 +68,9 @@ class _Downstream(protocol.Protocol):
             upstream.transport.write(data)
         self.early = []
         if self.proxy.mode == OPEN:
+            self.transport.resumeProducing()
+        elif self.proxy.mode == HOLD_REPLIES:
+            upstream.transport.pauseProducing()
             self.transport.resumeProducing()
         elif self.proxy.mode == CUT:
             self.abort()
@@ -100,6 +103,10 @@ class _Downstream(protocol.Protocol):
 
     def pause(self) -> None:
         self.transport.pauseProducing()
+        if self.upstream is not None:
+            self.upstream.transport.pauseProducing()
+
+    def hold_replies(self) -> None:
         if self.upstream is not None:
             self.upstream.transport.pauseProducing()
 
@@ -150,6 +157,13 @@ class FaultProxy:
         self.mode = BLACKHOLE
         for connection in list(self.connections):
             connection.pause()
+
+    def hold_replies(self) -> None:
+        """Forward requests, hold replies (in the proxy's socket buffers)
+        until ``restore()``, on old and new connections alike."""
+        self.mode = HOLD_REPLIES
+        for connection in list(self.connections):
+            connection.hold_replies()
 
     def restore(self) -> None:
         """Forward again; stalled connections carry on where they stopped."""

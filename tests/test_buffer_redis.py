@@ -14,12 +14,14 @@ import txredisapi
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import deferLater
+from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from anonchat.chat.message import ChatMessage, id_key
 from anonchat.chat.ports import BufferUnavailable
 from anonchat.store.redis_buffer import RedisAddress, RedisStreamBuffer, parse_redis_url
 from tests.buffer_contract import Recorder, SharedBufferContractMixin, _TestCase, chat
+from tests.faultproxy import FaultProxy
 from tests.privateredis import PrivateRedis
 from tests.serverprocess import free_port
 from tests.services import require_redis
@@ -67,7 +69,9 @@ class RedisStreamBufferContractTests(RedisTestMixin, SharedBufferContractMixin, 
         await redis.disconnect()
 
     async def make_buffer(self, retain: int = 1000) -> RedisStreamBuffer:  # type: ignore[override]
-        buffer = self.new_buffer(self.url, retain=retain, block_ms=200)
+        # trimming at every acknowledge, as the contract reads; the
+        # throttled default is pinned in RedisStreamBufferTests
+        buffer = self.new_buffer(self.url, retain=retain, block_ms=200, trim_interval=0)
         await buffer.start()
         return buffer
 
@@ -113,6 +117,7 @@ class RedisStreamBufferTests(RedisTestMixin, unittest.TestCase):
 
     async def started(self, **kwargs: Any) -> RedisStreamBuffer:
         kwargs.setdefault("block_ms", 200)
+        kwargs.setdefault("trim_interval", 0)
         buffer = self.new_buffer(self.url, **kwargs)
         await buffer.start()
         return buffer
@@ -198,6 +203,63 @@ class RedisStreamBufferTests(RedisTestMixin, unittest.TestCase):
         self.assertEqual(await a.read_before(None, 100), stored[3:])
         self.assertIsNone(await a.read_after(stored[1].id, 10))
         self.assertEqual(await a.read_after(stored[2].id, 10), stored[3:])
+
+    async def test_trim_runs_at_once_then_at_most_once_per_interval(self) -> None:
+        buffer = await self.started(retain=2, trim_interval=0.5)
+        redis = await self.redis()
+        stored = await self.append_many(buffer, 10)
+        ids = [m.id for m in stored]
+        await buffer.claim_batch(100)
+        await buffer.acknowledge(ids[:4])
+        # the first trim runs with the acknowledge: ids[4:] are not archived
+        self.assertEqual(await redis.execute_command("XLEN", "anonchat:messages"), 6)
+        acknowledged_at = reactor.seconds()
+        await buffer.acknowledge(ids[4:8])
+        # the next waits for the interval: Redis reads retain + 1 entries per trim
+        self.assertEqual(await redis.execute_command("XLEN", "anonchat:messages"), 6)
+        while await redis.execute_command("XLEN", "anonchat:messages") != 2:
+            self.assertLess(reactor.seconds() - acknowledged_at, 1.5, "no trim within the interval")
+            await sleep(0.02)
+        self.assertGreater(reactor.seconds() - acknowledged_at, 0.4)
+        self.assertEqual(await buffer.read_before(None, 100), stored[8:])
+        self.assertEqual(await buffer.trim_point(), ids[7])
+
+    async def test_an_entry_this_node_cannot_decode_is_dead_lettered_and_acknowledged(self) -> None:
+        redis = await self.redis()
+
+        async def raw(*fields: str) -> str:
+            return str(await redis.execute_command("XADD", "anonchat:messages", "*", *fields))
+
+        buffer = await self.started(node_id="node-new", retain=1, claim_idle=0)
+        fed = Recorder()
+        buffer.add_listener(fed)
+        events: list[LogEvent] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        good = await buffer.append(chat("before"))
+        newer_type = await raw("type", "REACTION", "sender", "익명-1", "content", "secret 🙂", "ts", "5")
+        no_ts = await raw("type", "CHAT", "sender", "익명-1", "content", "secret 🙂")
+        # the first one was claimed by an older node that left it pending
+        await redis.execute_command("XREADGROUP", "GROUP", "archiver", "node-old", "COUNT", 2,
+                                    "STREAMS", "anonchat:messages", ">")
+        later = await buffer.append(chat("after"))
+        await self.eventually(lambda: later in fed.messages)
+        self.assertEqual(fed.messages, [good, later])
+
+        self.assertEqual(await buffer.claim_batch(10), [good, later])
+        await buffer.acknowledge([good.id, later.id])
+        self.assertEqual(await buffer.backlog(), 0)
+        self.assertEqual(await buffer.claim_batch(10), [])
+        self.assertEqual(buffer.dead_lettered, 2)
+        dead = await redis.execute_command("XRANGE", "anonchat:deadletter", "-", "+")
+        kept = [dict(zip(fields[::2], fields[1::2])) for _, fields in dead]
+        self.assertEqual([k["_id"] for k in kept], [newer_type, no_ts])
+        self.assertEqual((kept[0]["type"], kept[0]["content"], kept[1].get("ts")), ("REACTION", "secret 🙂", None))
+        # trimming goes on past them
+        self.assertEqual(await redis.execute_command("XLEN", "anonchat:messages"), 1)
+        lines = [formatEvent(e) for e in events]
+        self.assertEqual(sum(1 for line in lines if "dead-letter" in line), 2, lines)
+        self.assertFalse([line for line in lines if "secret" in line])
 
     async def test_stop_ends_a_blocked_feed_promptly(self) -> None:
         buffer = await self.started(block_ms=10_000)
@@ -285,19 +347,23 @@ class RedisFailureTests(RedisTestMixin, unittest.TestCase):
         self.assertEqual(await buffer.claim_batch(1000), held)
         self.assertTrue(await buffer.ping())
 
-    async def test_a_server_that_does_not_answer_fails_calls_with_buffer_unavailable(self) -> None:
+    async def test_a_server_that_does_not_answer_fails_new_calls_and_holds_an_append_in_doubt(self) -> None:
         server = await self.private()
         buffer = self.new_buffer(f"redis://127.0.0.1:{server.port}/1", command_timeout=0.5, block_ms=100)
         await buffer.start()
         await buffer.append(chat("before"))
         server.pause()
         self.addCleanup(server.resume)
+        # written to the paused server: whether it is stored is unknown until
+        # Redis answers again, so it is not answered either way meanwhile
+        in_doubt = buffer.append(chat("into the void"))
+        await sleep(1.0)
+        self.assertFalse(in_doubt.called)
         began = reactor.seconds()
-        failed = buffer.append(chat("into the void"))
-        await self.assertFailure(failed, BufferUnavailable)
-        self.assertLess(reactor.seconds() - began, 2.0)
         self.assertFalse(await buffer.ping())
         await self.assertFailure(buffer.recent(10), BufferUnavailable)
+        await self.assertFailure(buffer.append(chat("not even sent")), BufferUnavailable)
+        self.assertLess(reactor.seconds() - began, 1.0)
         # long enough for reconnection attempts to time out against the paused server too
         await sleep(1.5)
         self.assertFalse(await buffer.ping())
@@ -308,6 +374,76 @@ class RedisFailureTests(RedisTestMixin, unittest.TestCase):
             await sleep(0.1)
         stored = await buffer.append(chat("back"))
         self.assertEqual((await buffer.recent(1))[0], stored)
+        # the one in doubt: its answer matches what the stream holds
+        try:
+            landed: ChatMessage | None = await in_doubt
+        except BufferUnavailable:
+            landed = None
+        held = [m.id for m in await buffer.recent(10) if m.content == "into the void"]
+        self.assertEqual(held, [landed.id] if landed is not None else [])
+        self.assertEqual([m.content for m in await buffer.recent(10) if m.content == "not even sent"], [])
+
+    async def proxied(self) -> tuple[RedisStreamBuffer, FaultProxy, Any]:
+        """A buffer talking to a private Redis through a fault proxy, one
+        message appended, and a direct connection to look at what Redis holds."""
+        server = await self.private()
+        proxy = FaultProxy(reactor, "127.0.0.1", server.port)
+        port = await proxy.start()
+        self.addCleanup(proxy.stop)
+        buffer = self.new_buffer(f"redis://127.0.0.1:{port}/0", command_timeout=0.5, block_ms=100)
+        await buffer.start()
+        redis = await raw_connection(parse_redis_url(server.url))
+        self.addCleanup(redis.disconnect)
+        await buffer.append(chat("before"))
+        return buffer, proxy, redis
+
+    async def test_an_append_whose_reply_was_lost_is_found_stored_and_succeeds(self) -> None:
+        buffer, proxy, redis = await self.proxied()
+        proxy.hold_replies()
+        appended = buffer.append(chat("landed"))
+        await sleep(1.5)  # past the timeout: the connection was dropped, the outcome unknown
+        [_, (entry_id, _)] = await redis.execute_command("XRANGE", "anonchat:messages", "-", "+")
+        self.assertFalse(appended.called, "the append was answered before its outcome was known")
+        proxy.restore()
+        stored = await appended
+        self.assertEqual((stored.id, stored.content), (entry_id, "landed"))
+        self.assertEqual(await redis.execute_command("XLEN", "anonchat:messages"), 2)
+
+    async def test_an_append_that_failed_is_never_stored_afterwards(self) -> None:
+        buffer, proxy, redis = await self.proxied()
+        # the request waits in the network; it reaches Redis only when the
+        # link comes back, racing the buffer's own question about it
+        proxy.blackhole()
+        appended = buffer.append(chat("late"))
+        await sleep(1.5)
+        proxy.restore()
+        try:
+            stored: ChatMessage | None = await appended
+        except BufferUnavailable:
+            stored = None
+        await sleep(0.5)  # whatever was still on its way has arrived
+        entries = await redis.execute_command("XRANGE", "anonchat:messages", "-", "+")
+        late = [entry_id for entry_id, fields in entries if "late" in fields]
+        self.assertEqual(late, [stored.id] if stored is not None else [])
+
+    async def test_scripts_are_sent_by_sha_and_loaded_again_after_script_flush(self) -> None:
+        server = await self.private()
+        buffer = self.new_buffer(server.url, command_timeout=1.0, block_ms=100, trim_interval=0, retain=1)
+        await buffer.start()
+        redis = await raw_connection(parse_redis_url(server.url))
+        self.addCleanup(redis.disconnect)
+        first = [await buffer.append(chat(f"m{i}")) for i in range(5)]
+        await redis.execute_command("SCRIPT", "FLUSH")
+        second = [await buffer.append(chat(f"n{i}")) for i in range(5)]
+        claimed = await buffer.claim_batch(100)
+        self.assertEqual(claimed, first + second)
+        await redis.execute_command("SCRIPT", "FLUSH")
+        await buffer.acknowledge([m.id for m in claimed])
+        self.assertEqual(await buffer.recent(100), second[-1:])
+        stats = await redis.execute_command("INFO", "commandstats")
+        calls = {line.split(":")[0]: line for line in str(stats).splitlines() if line.startswith("cmdstat_eval")}
+        self.assertNotIn("cmdstat_eval", calls, "a script was sent as text")
+        self.assertIn("cmdstat_evalsha", calls)
 
     async def test_start_fails_with_buffer_unavailable_when_nothing_listens(self) -> None:
         buffer = self.new_buffer(f"redis://127.0.0.1:{free_port()}/0", command_timeout=0.3)

@@ -31,6 +31,12 @@ class ModerationUnavailable(Exception):
     """The moderation store could not be reached or did not answer in time."""
 
 
+class AppendOutcomeUnknown(Exception):
+    """An append was sent and its answer lost, and the buffer could not find
+    out in time whether it was stored: it may or may not be. Deliberately
+    not a BufferUnavailable, which promises "certainly not stored"."""
+
+
 class ArchiveUnavailable(Exception):
     """The archive could not be reached or refused the transaction."""
 
@@ -52,7 +58,10 @@ class IMessageBuffer(Interface):
     def append(message: ChatMessage) -> Deferred[ChatMessage]:
         """Append durably; fires with the message carrying its new id once
         the buffer holds it (Redis acknowledged it). Fails with
-        BufferUnavailable otherwise."""
+        BufferUnavailable only when it is certainly not stored: where the
+        answer was lost, the buffer first finds out whether the append
+        landed (and then fires with it). When it cannot find out within its
+        bound, it fails with AppendOutcomeUnknown."""
 
     def add_listener(listener: FeedListener) -> None:
         """Deliver every appended message, from every node, to ``listener``
@@ -76,7 +85,8 @@ class IMessageBuffer(Interface):
 
     def acknowledge(message_ids: Sequence[str]) -> Deferred[None]:
         """These are archived: stop offering them, and trim what is archived
-        down to the retained recent window."""
+        down to the retained recent window (at once, or within a bounded
+        delay the backend documents)."""
 
     def trim_point() -> Deferred[str | None]:
         """The newest id trimmed away (None if nothing was): everything up to

@@ -15,33 +15,63 @@ own on every call also covers calls waiting for a connection, and turns every
 failure into BufferUnavailable. txredisapi schedules on the global reactor;
 the injected one times our own calls.
 
-Appends made in one reactor turn go to Redis as one ``EVAL`` that runs an
-``XADD`` per message and returns their ids: one command, one reply and one
-timeout per batch instead of per message, which is what lets a node take
-tens of thousands of messages a second. Each field is encoded to UTF-8 at
-``append``, so one bad message fails alone, never its batch.
+Appends made in one reactor turn go to Redis as one script call
+(``EVALSHA``) that runs an ``XADD`` per message and returns their ids: one
+command, one reply and one timeout per batch instead of per message, which
+is what lets a node take tens of thousands of messages a second. Each field
+is encoded to UTF-8 at ``append``, so one bad message fails alone, never its
+batch.
+
+An append whose answer is lost (timeout, connection dropped after it was
+written) has an unknown outcome, and "not stored" would be a lie half the
+time: the sender resends and the chat shows it twice. So each batch carries
+a token, and the script also sets ``<prefix>append:<token>`` to its ids for
+``outcome_ttl`` seconds. After a lost answer the buffer asks Redis (again
+and again until it answers) with a second script that returns the marker,
+or, when there is none, sets it to ``-``: a fence, so the append, should it
+still reach Redis later (it sat in a socket buffer), finds the token taken
+and writes nothing. A ``-`` is proof of "not stored" only while a marker
+could not yet have expired, so only an answer received within
+``outcome_ttl`` of sending counts; past that the append fails with
+AppendOutcomeUnknown, which never claims "not stored". Redis acknowledges
+the marker and the entries in one atomic script, so one is never kept
+without the other.
+
+An entry this node cannot decode (a ``type`` from a newer node in a rolling
+upgrade, a missing field) would stay pending in the group for ever and stop
+trimming; the flusher's claim copies it, raw, to the bounded stream
+``<prefix>deadletter`` (fields ``_id``, ``_reason``, then the entry's own)
+and acknowledges it, in one script. The feed and the reads skip it.
 
 The consumer group is created at id ``0``, so entries already in the stream
 (from before any node ran, or after Redis lost the group) are archived at
 least once; the archive insert is idempotent. Trimming runs as one Lua script
-so nothing can be claimed between reading the group's state and ``XTRIM``.
+so nothing can be claimed between reading the group's state and ``XTRIM``;
+it reads the newest ``retain`` + 1 entries, so it runs with an acknowledge
+at most once per ``trim_interval`` seconds, and otherwise once that interval
+is up: Redis holds at most ``trim_interval`` seconds of archived entries
+more than ``retain``.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import uuid
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import txredisapi
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, fail
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from anonchat.chat.message import ChatMessage, MessageType, id_key
-from anonchat.chat.ports import BufferUnavailable, FeedListener, IMessageBuffer
+from anonchat.chat.ports import AppendOutcomeUnknown, BufferUnavailable, FeedListener, IMessageBuffer
 from anonchat.store.redis_connection import RedisAddress, connect, is_connected, parse_redis_url, wait_connected
+from anonchat.store.redis_script import RedisScript
 from anonchat.store.turnbatch import TurnBatcher
 
 __all__ = ["RedisStreamBuffer", "RedisAddress", "parse_redis_url"]
@@ -54,23 +84,57 @@ GROUP = "archiver"
 TIMEOUT_GRACE = 0.25
 FEED_BACKOFF_MAX = 2.0
 
-# Trim what is archived down to the newest ``retain`` entries, never past the
-# oldest entry the group has pending or not yet delivered; record the newest
-# id removed. KEYS: stream, marker. ARGV: group, retain.
 #: Most messages one append script carries; a larger turn sends several.
 APPEND_BATCH = 500
+#: Longest pause between two questions about a lost append's outcome.
+OUTCOME_BACKOFF_MAX = 1.0
+#: Fields every entry must have; what the stream holds beyond them is ignored.
+FIELDS = ("type", "sender", "content", "ts")
 
-# XADD each message (4 ARGV each: type, sender, content, ts); return the ids.
-APPEND_SCRIPT = """
+# KEYS: stream, the batch's outcome marker. ARGV: marker lifetime (s), then
+# 4 per message (type, sender, content, ts). XADD each, record their ids in
+# the marker, return them; nothing (nil) when the token was already resolved
+# as not stored (this call arrived late).
+APPEND_SCRIPT = RedisScript("""
+if redis.call('EXISTS', KEYS[2]) == 1 then return false end
 local ids = {}
-for i = 1, #ARGV, 4 do
+for i = 2, #ARGV, 4 do
   ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'type', ARGV[i], 'sender', ARGV[i + 1],
                              'content', ARGV[i + 2], 'ts', ARGV[i + 3])
 end
+redis.call('SET', KEYS[2], table.concat(ids, ' '), 'EX', ARGV[1])
 return ids
-"""
+""")
 
-TRIM_SCRIPT = """
+# KEYS: an outcome marker. ARGV: marker lifetime (s). The ids it recorded,
+# or '-' (and the marker set to '-', so the append can never land later).
+OUTCOME_SCRIPT = RedisScript("""
+local ids = redis.call('GET', KEYS[1])
+if ids then return ids end
+redis.call('SET', KEYS[1], '-', 'EX', ARGV[1])
+return '-'
+""")
+
+# KEYS: stream, dead-letter stream. ARGV: group, entries kept (about), then
+# id, reason for each. Copies each entry there, raw, and acknowledges it.
+DEAD_LETTER_SCRIPT = RedisScript("""
+for i = 3, #ARGV, 2 do
+  local id = ARGV[i]
+  local fields = {'_id', id, '_reason', ARGV[i + 1]}
+  local entry = redis.call('XRANGE', KEYS[1], id, id)
+  if #entry == 1 then
+    for _, value in ipairs(entry[1][2]) do fields[#fields + 1] = value end
+  end
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
+  redis.call('XACK', KEYS[1], ARGV[1], id)
+end
+return (#ARGV - 2) / 2
+""")
+
+# Trim what is archived down to the newest ``retain`` entries, never past the
+# oldest entry the group has pending or not yet delivered; record the newest
+# id removed. KEYS: stream, marker. ARGV: group, retain.
+TRIM_SCRIPT = RedisScript("""
 local stream, marker = KEYS[1], KEYS[2]
 local group, retain = ARGV[1], tonumber(ARGV[2])
 local function parts(id)
@@ -106,7 +170,7 @@ local trimmed = redis.call('XTRIM', stream, 'MINID', boundary)
 local previous = redis.call('GET', marker)
 if (not previous) or older(previous, gone[1][1]) then redis.call('SET', marker, gone[1][1]) end
 return trimmed
-"""
+""")
 
 
 def _pairs(flat: Sequence[Any]) -> dict[str, Any]:
@@ -117,6 +181,33 @@ def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
+
+
+class Undecodable(Exception):
+    """A stream entry that is not a message this node knows; the text says
+    why, without any of the entry's values."""
+
+
+def decode_entry(entry: Sequence[Any]) -> ChatMessage:
+    """A stream entry ``[id, [field, value, ...]]`` as a ChatMessage."""
+    entry_id, fields = _text(entry[0]), entry[1]
+    values = {_text(k): _text(v) for k, v in _pairs(fields or []).items()}
+    missing = [name for name in FIELDS if name not in values]
+    if missing:
+        raise Undecodable("missing field " + ",".join(missing))
+    try:
+        type_ = MessageType(values["type"])
+    except ValueError:
+        raise Undecodable("unknown type") from None
+    try:
+        created_ms = int(values["ts"])
+    except ValueError:
+        raise Undecodable("bad ts") from None
+    try:
+        return ChatMessage(type=type_, sender=values["sender"], content=values["content"],
+                           created_ms=created_ms, id=entry_id)
+    except ValueError:
+        raise Undecodable("invalid message") from None
 
 
 @implementer(IMessageBuffer)
@@ -135,16 +226,32 @@ class RedisStreamBuffer:
         command_timeout: float = 5.0,
         block_ms: int = 1000,
         read_count: int = 500,
+        trim_interval: float = 2.0,
+        outcome_ttl: float = 60.0,
+        dead_letter_max: int = 10_000,
     ) -> None:
-        if retain < 0:
-            raise ValueError("retain must not be negative")
+        if retain < 0 or trim_interval < 0:
+            raise ValueError("retain and trim_interval must not be negative")
+        if outcome_ttl <= command_timeout:
+            raise ValueError("outcome_ttl must be longer than command_timeout")
         self._reactor = reactor
         self._address = parse_redis_url(url)
         self._retain = retain
         self._claim_idle_ms = max(int(claim_idle * 1000), 0)
         self._stream = key_prefix + "messages"
         self._marker = key_prefix + "trimmed"
+        self._dead_letters = key_prefix + "deadletter"
         self._consumer = node_id or uuid.uuid4().hex
+        # unique to this process even when node ids are reused by restarts
+        self._outcome_prefix = f"{key_prefix}append:{self._consumer}:{uuid.uuid4().hex[:12]}:"
+        self._tokens = itertools.count(1)
+        self._outcome_ttl = outcome_ttl
+        self._dead_letter_max = dead_letter_max
+        self._trim_interval = trim_interval
+        self._last_trim: float | None = None
+        self._trim_call: IDelayedCall | None = None
+        #: For metrics: entries set aside in the dead-letter stream by this node.
+        self.dead_lettered = 0
         self._timeout = command_timeout
         self._block_ms = block_ms
         self._read_count = read_count
@@ -178,6 +285,9 @@ class RedisStreamBuffer:
     def _command(self, *args: Any) -> Deferred[Any]:
         return self._call(self._commands, self._timeout, *args)
 
+    def _script(self, script: RedisScript, keys: Sequence[Any], args: Sequence[Any] = ()) -> Deferred[Any]:
+        return script.run(self._command, keys, args)
+
     def _public(self, name: str, work: Callable[[], Awaitable[T]]) -> Deferred[T]:
         """Run one public operation; every failure becomes BufferUnavailable."""
 
@@ -185,7 +295,7 @@ class RedisStreamBuffer:
             return await work()
 
         def unavailable(failure: Failure) -> Failure:
-            if failure.check(BufferUnavailable, ValueError):
+            if failure.check(BufferUnavailable, ValueError, AppendOutcomeUnknown):
                 return failure
             if failure.check(txredisapi.InvalidData):
                 # its text quotes the value: never log or pass on a message body
@@ -232,6 +342,9 @@ class RedisStreamBuffer:
         if not self._running:
             return
         self._running = False
+        if self._trim_call is not None and self._trim_call.active():
+            self._trim_call.cancel()
+        self._trim_call = None
         if self._feed_call is not None:
             self._feed_call.cancel()
         if self._feed_done is not None:
@@ -301,7 +414,7 @@ class RedisStreamBuffer:
             if not entries:
                 continue
             self._last_id = _text(entries[-1][0])
-            batch = self._messages(entries)
+            batch = self._messages(entries, report=True)
             if batch:
                 self._deliver(batch)
 
@@ -312,30 +425,20 @@ class RedisStreamBuffer:
             except Exception:
                 self.log.failure("feed listener {listener!r} failed", listener=listener)
 
-    def _messages(self, entries: Sequence[Any]) -> list[ChatMessage]:
+    def _messages(self, entries: Sequence[Any], *, report: bool = False) -> list[ChatMessage]:
+        """The entries this node can decode; the others are skipped (the
+        feed says so once per entry, with ``report``)."""
         messages = []
         for entry in entries:
-            message = self._message(entry)
-            if message is not None:
-                messages.append(message)
+            if not entry[1]:
+                continue  # deleted from the stream, still pending in the group
+            try:
+                messages.append(decode_entry(entry))
+            except Undecodable as e:
+                if report:
+                    self.log.warn("feed skips stream entry {entry_id} this node cannot decode: {reason}",
+                                  entry_id=_text(entry[0]), reason=str(e))
         return messages
-
-    def _message(self, entry: Sequence[Any]) -> ChatMessage | None:
-        entry_id, fields = _text(entry[0]), entry[1]
-        if not fields:
-            return None
-        values = {_text(k): _text(v) for k, v in _pairs(fields).items()}
-        try:
-            return ChatMessage(
-                type=MessageType(values["type"]),
-                sender=values["sender"],
-                content=values["content"],
-                created_ms=int(values["ts"]),
-                id=entry_id,
-            )
-        except (KeyError, ValueError):
-            self.log.warn("skipping malformed stream entry {entry_id}", entry_id=entry_id)
-            return None
 
     # -- appending and reading ------------------------------------------------
 
@@ -353,7 +456,45 @@ class RedisStreamBuffer:
     def _send_appends(self, batch: list[list[bytes]]) -> Deferred[Sequence[Any]]:
         """Everything appended this turn, in order: one script, the ids back."""
         args: list[Any] = [field for fields in batch for field in fields]
-        return self._public("append", lambda: self._command("EVAL", APPEND_SCRIPT, 1, self._stream, *args))
+        return self._public("append", lambda: self._append_batch(args))
+
+    async def _append_batch(self, fields: list[Any]) -> Sequence[Any]:
+        marker = self._outcome_prefix + str(next(self._tokens))
+        lifetime = math.ceil(self._outcome_ttl)
+        sent_at = self._reactor.seconds()
+        try:
+            ids = await self._script(APPEND_SCRIPT, [self._stream, marker], [lifetime, *fields])
+        except (BufferUnavailable, txredisapi.ResponseError, txredisapi.InvalidData):
+            raise  # never sent, or Redis refused it: certainly not stored
+        except Exception as e:
+            self.log.warn("Redis append answer lost ({error}); finding out whether it was stored",
+                          error=type(e).__name__)
+            ids = await self._outcome(marker, sent_at)
+            self.log.info("lost Redis append answer: {outcome}", outcome="stored" if ids else "not stored")
+        if not ids:
+            raise BufferUnavailable("Redis append not stored")
+        return list(ids)
+
+    async def _outcome(self, marker: str, sent_at: float) -> list[str] | None:
+        """The ids a lost append stored, or None when it certainly stored
+        nothing (and now never will); AppendOutcomeUnknown when Redis did not
+        answer within ``outcome_ttl`` of the append being sent."""
+        trusted_until = sent_at + self._outcome_ttl
+        delay = 0.05
+        while self._running and self._reactor.seconds() < trusted_until:
+            try:
+                reply = _text(await self._script(OUTCOME_SCRIPT, [marker], [math.ceil(self._outcome_ttl)]))
+            except Exception:
+                await deferLater(self._reactor, delay, lambda: None)
+                delay = min(delay * 2, OUTCOME_BACKOFF_MAX)
+                continue
+            if reply != "-":
+                return reply.split(" ")
+            if self._reactor.seconds() < trusted_until:
+                return None
+            break
+        self.log.warn("outcome of a Redis append unknown after {seconds}s", seconds=self._outcome_ttl)
+        raise AppendOutcomeUnknown("the append may or may not be stored")
 
     def recent(self, limit: int) -> Deferred[list[ChatMessage]]:
         return self.read_before(None, limit)
@@ -414,14 +555,35 @@ class RedisStreamBuffer:
         if deleted:
             # pending but no longer in the stream: nothing left to archive
             await self._command("XACK", self._stream, GROUP, *deleted)
-        batch = self._messages(entries)
+        batch = await self._archivable(entries)
         if len(entries) < limit:
             new = await self._group_command(
                 "XREADGROUP", "GROUP", GROUP, self._consumer, "COUNT", limit - len(entries),
                 "STREAMS", self._stream, ">",
             )
-            batch.extend(self._messages(new[0][1] if new else []))
+            batch.extend(await self._archivable(new[0][1] if new else []))
         return batch
+
+    async def _archivable(self, entries: Sequence[Any]) -> list[ChatMessage]:
+        """The claimed entries as messages; those this node cannot decode
+        are dead-lettered and acknowledged, so they never block trimming."""
+        messages: list[ChatMessage] = []
+        undecodable: list[str] = []
+        for entry in entries:
+            if not entry[1]:
+                continue
+            try:
+                messages.append(decode_entry(entry))
+            except Undecodable as e:
+                undecodable += [_text(entry[0]), str(e)]
+        if undecodable:
+            await self._script(DEAD_LETTER_SCRIPT, [self._stream, self._dead_letters],
+                               [GROUP, self._dead_letter_max, *undecodable])
+            self.dead_lettered += len(undecodable) // 2
+            for entry_id, reason in zip(undecodable[::2], undecodable[1::2]):
+                self.log.warn("stream entry {entry_id} dead-lettered to {stream}: {reason}",
+                              entry_id=entry_id, stream=self._dead_letters, reason=reason)
+        return messages
 
     def acknowledge(self, message_ids: Sequence[str]) -> Deferred[None]:
         async def work() -> None:
@@ -429,18 +591,43 @@ class RedisStreamBuffer:
             acks = []
             for start in range(0, len(ids), 1000):
                 acks.append(self._command("XACK", self._stream, GROUP, *ids[start : start + 1000]))
-            trim = self._command("EVAL", TRIM_SCRIPT, 2, self._stream, self._marker, GROUP, self._retain)
+            trim = self._trim() if self._trim_due() else None
             for ack in acks:
                 try:
                     await ack
                 except txredisapi.ResponseError as e:
                     if "NOGROUP" not in str(e):
                         raise
-            trimmed = await trim
-            if trimmed:
-                self.log.debug("trimmed {count} archived entries", count=trimmed)
+            if trim is not None:
+                await trim
 
         return self._public("acknowledge", work)
+
+    def _trim_due(self) -> bool:
+        """Whether to trim now; if not, make sure a trim runs once the
+        interval since the last one is up."""
+        now = self._reactor.seconds()
+        if self._last_trim is None or now - self._last_trim >= self._trim_interval:
+            return True
+        if self._trim_call is None or not self._trim_call.active():
+            self._trim_call = self._reactor.callLater(self._last_trim + self._trim_interval - now, self._trim_later)
+        return False
+
+    def _trim_later(self) -> None:
+        self._trim_call = None
+        if self._running:
+            # a failure is logged by _public; the next acknowledge trims again
+            self._public("trim", self._trim).addErrback(lambda _: None)
+
+    def _trim(self) -> Deferred[Any]:
+        self._last_trim = self._reactor.seconds()
+        d = self._script(TRIM_SCRIPT, [self._stream, self._marker], [GROUP, self._retain])
+
+        def trimmed(count: Any) -> None:
+            if count:
+                self.log.debug("trimmed {count} archived entries", count=count)
+
+        return d.addCallback(trimmed)
 
     def backlog(self) -> Deferred[int]:
         async def work() -> int:

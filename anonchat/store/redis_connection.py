@@ -1,5 +1,6 @@
 """Connections to Redis: the URL, a reconnecting txredisapi pool of one,
-and the two txredisapi behaviours we change.
+and the txredisapi behaviours we change. Replies are parsed by hiredis (a
+dependency, which txredisapi picks up by itself): a whole read at once.
 
 Shared by the stream buffer, presence and the pub/sub relay so every Redis
 user reconnects and times out the same way.
@@ -57,35 +58,7 @@ def parse_redis_url(url: str) -> RedisAddress:
     )
 
 
-class WholeReadParsing:
-    """Mixed into txredisapi's protocols: parse a whole read in one go.
-
-    Its line parser goes back to the reactor (``callLater(0)``) after every
-    bulk string, so a 500-entry XREAD took thousands of reactor turns and
-    could still be parsing after the connection was closed; here the rest
-    of the read is parsed in a loop instead (not recursively: no deep stack).
-    """
-
-    _rest = b""
-    transport: Any
-
-    def setLineMode(self, extra: bytes = b"") -> None:
-        self.line_mode = 1
-        if extra:
-            self._rest += extra
-
-    def dataReceived(self, data: bytes, unpause: bool = False) -> None:
-        super().dataReceived(data, unpause)  # type: ignore[misc]
-        while self._rest and self.transport is not None:
-            rest, self._rest = self._rest, b""
-            super().dataReceived(rest)  # type: ignore[misc]
-
-
-class RedisProtocol(WholeReadParsing, txredisapi.RedisProtocol):  # type: ignore[misc]
-    pass
-
-
-class SubscriberProtocol(WholeReadParsing, txredisapi.SubscriberProtocol):  # type: ignore[misc]
+class SubscriberProtocol(txredisapi.SubscriberProtocol):  # type: ignore[misc]
     """Subscribes to its factory's channel on every (re)connection and hands
     each message to the factory's listener."""
 
@@ -108,7 +81,7 @@ class ReconnectingFactory(txredisapi.RedisFactory):  # type: ignore[misc]
     loading looks like (the reply times out); we retry with backoff instead.
     """
 
-    protocol = RedisProtocol
+    protocol = txredisapi.RedisProtocol  # hiredis' parser: a whole read at once
     initialDelay = 0.1
     maxDelay = 2.0
     log = Logger()

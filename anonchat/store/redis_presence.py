@@ -2,9 +2,27 @@
 
 ``<prefix>users`` is a hash ``nickname -> "<node>|<since ms>"``: HSETNX
 makes a nickname unique across nodes. Each node keeps ``<prefix>node:<id>``
-alive with a TTL; every beat, one Lua script removes the users whose node
-key has expired and returns them, so exactly one node writes their LEAVEs.
-A node that died thus loses its users within ``node_ttl`` + ``beat``.
+alive with a TTL and its users in the set ``<prefix>node:<id>:users``;
+``<prefix>nodes`` lists the nodes. Every beat, one Lua script looks at each
+node's key and, for a node whose key has expired, removes its users and
+returns them, so exactly one node writes their LEAVEs: reaping costs a
+lookup per node, not per user. A node that died thus loses its users within
+``node_ttl`` + ``beat``.
+
+A Redis outage expires every node's key at once, though the nodes and their
+users are alive. So a node reaps nobody until it has been in touch with
+Redis for ``node_ttl`` plus the longest reconnection delay without a break
+(after start, an outage, or finding its own key gone): the others reconnect
+and re-beat meanwhile. Each node also remembers
+its own users, and after an outage or when its key was gone it registers
+them again (Redis may have lost them: restarted without persistence, or a
+node reaped them while this one could not answer). The rule for a name
+someone else claimed meanwhile is that Redis decides, as for any claim:
+whoever holds it keeps it, and the user here is not listed again (counted
+in ``lost_names``, logged). That can only happen when Redis forgot the
+name, i.e. lost its data, where no guarantee holds anyway. A node cut off
+alone for longer than ``node_ttl`` is dead to the others: its users get
+their LEAVEs, and are listed again (without a JOIN) if it comes back.
 """
 
 from __future__ import annotations
@@ -18,45 +36,75 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from anonchat.chat.ports import IPresence, ReapedListener
-from anonchat.store.redis_connection import connect, is_connected, parse_redis_url, wait_connected
+from anonchat.store.redis_connection import ReconnectingFactory, connect, is_connected, parse_redis_url, wait_connected
+from anonchat.store.redis_script import RedisScript
 from anonchat.store.turnbatch import TurnBatcher
 
 log = Logger()
 
-REAP_SCRIPT = """
-local users, prefix = KEYS[1], ARGV[1]
-local alive, gone = {}, {}
-local entries = redis.call('HGETALL', users)
-for i = 1, #entries, 2 do
-  local name, value = entries[i], entries[i + 1]
-  local node = string.match(value, '^([^|]*)|')
-  if node then
-    if alive[node] == nil then alive[node] = redis.call('EXISTS', prefix .. node) == 1 end
-    if not alive[node] then
-      redis.call('HDEL', users, name)
-      gone[#gone + 1] = name
+#: Most names one registration script carries.
+REGISTER_BATCH = 1000
+
+# KEYS: users, nodes. ARGV: node key prefix. Remove the users of every node
+# whose key expired (only those still recorded as that node's); return them.
+REAP_SCRIPT = RedisScript("""
+local users, nodes, prefix = KEYS[1], KEYS[2], ARGV[1]
+local gone = {}
+for _, node in ipairs(redis.call('SMEMBERS', nodes)) do
+  if redis.call('EXISTS', prefix .. node) == 0 then
+    local own, mine = prefix .. node .. ':users', node .. '|'
+    for _, name in ipairs(redis.call('SMEMBERS', own)) do
+      local value = redis.call('HGET', users, name)
+      if value and string.sub(value, 1, #mine) == mine then
+        redis.call('HDEL', users, name)
+        gone[#gone + 1] = name
+      end
     end
+    redis.call('DEL', own)
+    redis.call('SREM', nodes, node)
   end
 end
 return gone
-"""
+""")
 
-# Claims and releases made in one reactor turn go as one script each.
-# CLAIM: ARGV = name, value, name, value...; one 0/1 per name.
-CLAIM_SCRIPT = """
+# KEYS: this node's key, nodes. ARGV: node id, ttl ms. Keep this node alive;
+# 1 if its key was still there, 0 if it had expired or Redis lost it.
+BEAT_SCRIPT = RedisScript("""
+local existed = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+return existed
+""")
+
+# KEYS: users, this node's set, nodes. ARGV: node id, mode, then name, value
+# pairs. One 0/1 per name (HSETNX); in mode 'again' (registering this node's
+# users again) a name already this node's counts as taken by it.
+CLAIM_SCRIPT = RedisScript("""
+local users, own, mine = KEYS[1], KEYS[2], ARGV[1] .. '|'
+local registering = ARGV[2] == 'again'
 local taken = {}
-for i = 1, #ARGV, 2 do
-  taken[#taken + 1] = redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
+redis.call('SADD', KEYS[3], ARGV[1])
+for i = 3, #ARGV, 2 do
+  local name = ARGV[i]
+  local ok = redis.call('HSETNX', users, name, ARGV[i + 1])
+  if ok == 0 and registering then
+    local value = redis.call('HGET', users, name)
+    if value and string.sub(value, 1, #mine) == mine then ok = 1 end
+  end
+  if ok == 1 then redis.call('SADD', own, name) end
+  taken[#taken + 1] = ok
 end
 return taken
-"""
+""")
 
-# RELEASE: ARGV[1] = this node; then names; removes only this node's.
-RELEASE_SCRIPT = """
+# KEYS: users, this node's set. ARGV: node id, then names; removes only this
+# node's.
+RELEASE_SCRIPT = RedisScript("""
 local mine = ARGV[1] .. '|'
 local done = {}
 for i = 2, #ARGV do
   local value = redis.call('HGET', KEYS[1], ARGV[i])
+  redis.call('SREM', KEYS[2], ARGV[i])
   if value and string.sub(value, 1, string.len(mine)) == mine then
     done[#done + 1] = redis.call('HDEL', KEYS[1], ARGV[i])
   else
@@ -64,7 +112,21 @@ for i = 2, #ARGV do
   end
 end
 return done
-"""
+""")
+
+# KEYS: users, nodes. ARGV: node key prefix. Once at start: file every user
+# under its node, for entries written by nodes that kept no set (upgrade).
+ADOPT_SCRIPT = RedisScript("""
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do
+  local node = string.match(entries[i + 1], '^([^|]*)|')
+  if node then
+    redis.call('SADD', KEYS[2], node)
+    redis.call('SADD', ARGV[1] .. node .. ':users', entries[i])
+  end
+end
+return #entries / 2
+""")
 
 
 def _text(value: Any) -> str:
@@ -78,24 +140,39 @@ class RedisPresence:
         self._reactor = reactor
         self._address = parse_redis_url(url)
         self._users = key_prefix + "users"
+        self._nodes = key_prefix + "nodes"
         self._node_prefix = key_prefix + "node:"
         self.node_id = node_id or uuid.uuid4().hex
-        self._node_ttl_ms = int(node_ttl * 1000)
+        self._node_key = self._node_prefix + self.node_id
+        self._own = self._node_key + ":users"
+        self._node_ttl = node_ttl
+        #: how long a node reaps nobody after it (re)gained touch with Redis
+        self._grace = node_ttl + ReconnectingFactory.maxDelay
         self._timeout = command_timeout
         self._connection: Any = None
         self._listener: ReapedListener | None = None
         self._beat = LoopingCall(self._heartbeat)
         self._beat.clock = reactor
         self._beat_interval = beat
+        #: this node's users, registered again after an outage: name -> since ms
+        self._mine: dict[str, int] = {}
+        self._in_touch = False
+        self._reap_from = 0.0
         self._unreleased: set[str] = set()
         self._claims: TurnBatcher[tuple[str, str], Any] = TurnBatcher(reactor, self._send_claims)
         self._releases: TurnBatcher[str, Any] = TurnBatcher(reactor, self._send_releases)
+        #: For metrics: users of this node whose name someone else held when
+        #: they were registered again.
+        self.lost_names = 0
 
     def _command(self, *args: Any) -> Deferred[Any]:
         if not is_connected(self._connection):
             return fail(ConnectionError("not connected to Redis"))
         d: Deferred[Any] = self._connection.handler.execute_command(*args)
         return d.addTimeout(self._timeout, self._reactor)
+
+    def _script(self, script: RedisScript, keys: Sequence[Any], args: Sequence[Any] = ()) -> Deferred[Any]:
+        return script.run(self._command, keys, args)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -107,6 +184,10 @@ class RedisPresence:
                                    connect_timeout=self._timeout)
         await wait_connected(self._reactor, self._connection, self._timeout)
         await self._keep_alive()
+        await self._script(ADOPT_SCRIPT, [self._users, self._nodes], [self._node_prefix])
+        self._in_touch = True
+        # nodes may be re-beating after an outage this one did not see
+        self._reap_from = self._reactor.seconds() + self._grace
         self._beat.start(self._beat_interval, now=False)
 
     def stop(self) -> Deferred[None]:
@@ -118,25 +199,32 @@ class RedisPresence:
         if self._connection is None:
             return
         try:
-            await self._command("DEL", self._node_prefix + self.node_id)
+            await self._command("DEL", self._node_key)
         except Exception:
             log.warn("could not remove this node's presence key")
         connection, self._connection = self._connection, None
         await DeferredList([connection.disconnect()], consumeErrors=True)
 
     def _keep_alive(self) -> Deferred[Any]:
-        return self._command("SET", self._node_prefix + self.node_id, "1", "PX", self._node_ttl_ms)
+        return self._script(BEAT_SCRIPT, [self._node_key, self._nodes], [self.node_id, int(self._node_ttl * 1000)])
 
     async def _heartbeat(self) -> None:
         try:
-            await self._keep_alive()
+            existed = int(await self._keep_alive())
+            if not (self._in_touch and existed):
+                self._reap_from = self._reactor.seconds() + self._grace
+                await self._register_again()
+            self._in_touch = True
             if self._unreleased:
                 names = sorted(self._unreleased)
                 await self._send_releases(names)
                 self._unreleased.difference_update(names)
                 log.info("{count} nickname releases retried", count=len(names))
-            gone = await self._command("EVAL", REAP_SCRIPT, 1, self._users, self._node_prefix)
+            if self._reactor.seconds() < self._reap_from:
+                return
+            gone = await self._script(REAP_SCRIPT, [self._users, self._nodes], [self._node_prefix])
         except Exception as e:
+            self._in_touch = False
             log.warn("presence heartbeat failed: {error}", error=type(e).__name__)
             return
         names = [_text(n) for n in gone or ()]
@@ -145,6 +233,22 @@ class RedisPresence:
             if self._listener is not None:
                 self._listener(names)
 
+    async def _register_again(self) -> None:
+        """Register this node's users again (Redis may have lost them)."""
+        users = sorted(self._mine.items())
+        lost = []
+        for start in range(0, len(users), REGISTER_BATCH):
+            batch = users[start:start + REGISTER_BATCH]
+            args = [part for name, since in batch for part in (name, f"{self.node_id}|{since}")]
+            taken = await self._script(CLAIM_SCRIPT, [self._users, self._own, self._nodes],
+                                       [self.node_id, "again", *args])
+            lost += [name for (name, _), ok in zip(batch, taken) if int(ok) != 1]
+        for name in lost:
+            self._mine.pop(name, None)
+        self.lost_names += len(lost)
+        log.info("{count} users of this node registered again after losing touch with Redis; "
+                 "{lost} names were held by someone else meanwhile", count=len(users) - len(lost), lost=len(lost))
+
     # -- IPresence ------------------------------------------------------------
 
     def set_reaped_listener(self, listener: ReapedListener) -> None:
@@ -152,20 +256,29 @@ class RedisPresence:
 
     def claim(self, name: str, since_ms: int) -> Deferred[bool]:
         d: Deferred[Any] = self._claims.add((name, f"{self.node_id}|{since_ms}"))
-        return d.addCallback(lambda added: int(added) == 1)
+
+        def claimed(added: Any) -> bool:
+            if int(added) == 1:
+                self._mine[name] = since_ms
+                return True
+            return False
+
+        return d.addCallback(claimed)
 
     def release(self, name: str) -> Deferred[None]:
         """Never fails: a release Redis could not take is retried at every
         beat, so the user does not stay listed (nor get a second LEAVE when
         this node's key expires)."""
+        self._mine.pop(name, None)
         d: Deferred[Any] = self._releases.add(name)
         return d.addCallbacks(lambda _: None, lambda _: self._unreleased.add(name))
 
     def _send_claims(self, batch: list[tuple[str, str]]) -> Deferred[Sequence[Any]]:
-        return self._command("EVAL", CLAIM_SCRIPT, 1, self._users, *[part for pair in batch for part in pair])
+        return self._script(CLAIM_SCRIPT, [self._users, self._own, self._nodes],
+                            [self.node_id, "new", *[part for pair in batch for part in pair]])
 
     def _send_releases(self, batch: list[str]) -> Deferred[Sequence[Any]]:
-        return self._command("EVAL", RELEASE_SCRIPT, 1, self._users, self.node_id, *batch)
+        return self._script(RELEASE_SCRIPT, [self._users, self._own], [self.node_id, *batch])
 
     def online(self) -> Deferred[list[tuple[str, int]]]:
         return self._command("HGETALL", self._users).addCallback(self._parse)
