@@ -21,7 +21,7 @@ async def sleep(seconds: float) -> None:
     await deferLater(reactor, seconds, lambda: None)
 
 
-class RedisPresenceTests(TestCase):
+class PresenceTestCase(TestCase):
     timeout = 20
 
     def setUp(self) -> None:
@@ -40,6 +40,9 @@ class RedisPresenceTests(TestCase):
         for name, _ in await presence.online():
             await presence.release(name)
 
+
+
+class RedisPresenceTests(PresenceTestCase):
     async def test_a_nickname_is_unique_across_nodes(self) -> None:
         a, b = await self.node(), await self.node()
         self.assertTrue(await a.claim("익명-11111", 1000))
@@ -208,3 +211,36 @@ class RedisRelayTests(TestCase):
         a.publish(b"{}")
         await sleep(0.3)
         self.assertEqual((len(got_a), len(got_b)), (1, 0))
+
+
+class RedisRejoinTests(PresenceTestCase):
+    """A dropped user's name waits for a rejoin, on any node."""
+
+    async def test_a_rejoin_on_another_node_moves_the_name_there(self) -> None:
+        a, b = await self.node(), await self.node()
+        await a.claim("익명-11111", 1000)
+        await a.linger("익명-11111", "n1", 30)
+        self.assertFalse(await b.resume("익명-11111", "wrong"))
+        self.assertTrue(await b.resume("익명-11111", "n1"))
+        self.assertFalse(await b.resume("익명-11111", "n1"))  # one rejoin per token
+        self.assertFalse(await a.expire_linger("익명-11111", "n1"))  # the first node writes no LEAVE
+        await a.release("익명-11111")  # not the first node's any more
+        self.assertEqual(await b.online(), [("익명-11111", 1000)])
+        await b.release("익명-11111")
+        self.assertEqual(await a.online(), [])
+
+    async def test_no_rejoin_in_time_is_one_expiry_and_then_no_rejoin(self) -> None:
+        a, b = await self.node(), await self.node()
+        await a.claim("익명-22222", 5)
+        await a.linger("익명-22222", "n2", 30)
+        self.assertTrue(await a.expire_linger("익명-22222", "n2"))
+        self.assertFalse(await a.expire_linger("익명-22222", "n2"))
+        self.assertFalse(await b.resume("익명-22222", "n2"))
+
+    async def test_a_name_no_longer_online_cannot_be_resumed(self) -> None:
+        a, b = await self.node(), await self.node()
+        await a.claim("익명-33333", 5)
+        await a.linger("익명-33333", "n3", 30)
+        await a.release("익명-33333")  # e.g. reaped with a dead node
+        self.assertFalse(await b.resume("익명-33333", "n3"))
+        self.assertEqual(await b.online(), [])

@@ -129,6 +129,39 @@ return #entries / 2
 """)
 
 
+# KEYS: users, this node's set, the name's rejoin key, nodes. ARGV: node
+# key prefix, node id, name, nonce. A rejoin: if the name still waits for
+# this nonce and is still online, end the wait and make this node its
+# owner; its since ms, or false.
+RESUME_SCRIPT = RedisScript("""
+local users, own, waiting, prefix, node, name = KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3]
+if redis.call('GET', waiting) ~= ARGV[4] then return false end
+redis.call('DEL', waiting)
+local value = redis.call('HGET', users, name)
+if not value then return false end
+local owner, since = string.match(value, '^([^|]*)|(.*)$')
+if owner and owner ~= node then redis.call('SREM', prefix .. owner .. ':users', name) end
+redis.call('HSET', users, name, node .. '|' .. (since or '0'))
+redis.call('SADD', own, name)
+redis.call('SADD', KEYS[4], node)
+return since or '0'
+""")
+
+# KEYS: the name's rejoin key. ARGV: nonce. The grace is over: 1 (and the
+# wait ends) if the name still waits for this nonce, else 0.
+EXPIRE_SCRIPT = RedisScript("""
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+""")
+
+#: The rejoin key outlives the grace by this much, so the node whose timer
+#: ends the grace still finds it even if its clock runs a little late.
+REJOIN_KEY_SLACK = 10.0
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
@@ -140,6 +173,7 @@ class RedisPresence:
         self._reactor = reactor
         self._address = parse_redis_url(url)
         self._users = key_prefix + "users"
+        self._rejoin_prefix = key_prefix + "rejoin:"
         self._nodes = key_prefix + "nodes"
         self._node_prefix = key_prefix + "node:"
         self.node_id = node_id or uuid.uuid4().hex
@@ -279,6 +313,34 @@ class RedisPresence:
 
     def _send_releases(self, batch: list[str]) -> Deferred[Sequence[Any]]:
         return self._script(RELEASE_SCRIPT, [self._users, self._own], [self.node_id, *batch])
+
+    def linger(self, name: str, nonce: str, seconds: float) -> Deferred[None]:
+        ttl = int((seconds + REJOIN_KEY_SLACK) * 1000)
+        return self._command("SET", self._rejoin_prefix + name, nonce, "PX", ttl).addCallback(lambda _: None)
+
+    def resume(self, name: str, nonce: str) -> Deferred[bool]:
+        d = self._script(RESUME_SCRIPT, [self._users, self._own, self._rejoin_prefix + name, self._nodes],
+                         [self._node_prefix, self.node_id, name, nonce])
+
+        def resumed(since: Any) -> bool:
+            if since is None:
+                return False
+            text = _text(since)
+            self._mine[name] = int(text) if text.isdigit() else 0
+            return True
+
+        return d.addCallback(resumed)
+
+    def expire_linger(self, name: str, nonce: str) -> Deferred[bool]:
+        d = self._script(EXPIRE_SCRIPT, [self._rejoin_prefix + name], [nonce])
+
+        def expired(still_waiting: Any) -> bool:
+            if int(still_waiting) != 1:
+                self._mine.pop(name, None)  # another node has the user now
+                return False
+            return True
+
+        return d.addCallback(expired)
 
     def online(self) -> Deferred[list[tuple[str, int]]]:
         return self._command("HGETALL", self._users).addCallback(self._parse)
