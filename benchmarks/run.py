@@ -596,6 +596,13 @@ class Bench:
                  f" {f_.get('resume_timeouts')} timed out, {f_.get('resumes_from_archive')} reached below the buffer),"
                  f" statuses {f_.get('status')}, closed by server {f_.get('closed_by_server')},"
                  f" STOMP errors {f_.get('stomp_errors')}, first error {f_.get('first_error')}")
+        for name, run in runs.items():
+            missing = run["sent"] - run["rows"]
+            if missing > 0:
+                self.say(f"{name}: {missing} of {run['sent']} messages sent were not in the table 3 s after the end"
+                         " (refused NOT_STORED, or still unflushed)")
+            for event, count in log_events(os.path.join(self.out, f"anonchat-f-{name}.log")):
+                self.say(f"{name}: server logged {count} x {event}")
         lags = [flood[k] for k in ("lag_created_p99", "lag_rows_p99")]
         lag = None if None in lags else max(lags)
         ratio = flood["deliveries_per_s"] / plain["deliveries_per_s"] if plain["deliveries_per_s"] else None
@@ -648,6 +655,24 @@ class Bench:
         with open(os.path.join(self.out, "figures.json"), "w") as f:
             json.dump(self.figures, f, indent=1, default=str)
         print(f"\nwritten: {path}")
+
+
+def log_events(path: str, top: int = 8) -> list[tuple[str, int]]:
+    """The most frequent warnings and application errors in a server log
+    (namespace and level, or the error code), commonest first."""
+    counts: dict[str, int] = {}
+    with open(path, errors="replace") as f:
+        for line in f:
+            _, _, rest = line.partition(" [")
+            namespace, _, text = rest.partition("] ")
+            if namespace.endswith(("#warn", "#error", "#critical")):
+                key = namespace
+            elif "application error " in text:
+                key = "application error " + text.split("application error ", 1)[1].split()[0]
+            else:
+                continue
+            counts[key] = counts.get(key, 0) + 1
+    return sorted(counts.items(), key=lambda kv: -kv[1])[:top]
 
 
 def summary_of(records: list[dict[str, Any]]) -> dict[str, Any]:
