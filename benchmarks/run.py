@@ -455,7 +455,8 @@ class Bench:
             return values[int(0.99 * (len(values) - 1))] if values else None
 
         rows = mysql("SELECT COUNT(*) FROM chat_messages WHERE type='CHAT'")[0][0] - base
-        return dict(rate=rate, sent_per_s=step["sent_per_s"], deliveries_per_s=step["deliveries_per_s"],
+        return dict(rate=rate, subscribers=step["subscribers"], sent_per_s=step["sent_per_s"],
+                    deliveries_per_s=step["deliveries_per_s"],
                     delivery_p99_ms=step["p99_ms"], lag_created_p99=p99(by_time),
                     lag_created_max=by_time[-1] if by_time else None,
                     lag_rows_p99=p99(by_count), lag_rows_max=by_count[-1] if by_count else None,
@@ -579,7 +580,8 @@ class Bench:
                  f" {a.flood_clients} clients flooding history (--api-rate 0, --max-replay {a.max_replay})")
         self.say("| figure | plain | flood |")
         self.say("| --- | ---: | ---: |")
-        rows = [("sent/s", "sent_per_s", None), ("deliveries/s", "deliveries_per_s", None),
+        rows = [("subscribers connected", "subscribers", None), ("sent/s", "sent_per_s", None),
+                ("deliveries/s", "deliveries_per_s", None),
                 ("delivery p99 (ms)", "delivery_p99_ms", None),
                 ("lag p99 (s), now - MAX(created_at)", "lag_created_p99", 2),
                 ("lag max (s), now - MAX(created_at)", "lag_created_max", 2),
