@@ -6,6 +6,8 @@
 //   steps  (default) N clients subscribe to /topic/chat, P of them publish at
 //          stepped total rates; per step: offered rate, deliveries/s,
 //          p50/p99/max latency (send -> receive) and deliveries missing.
+//          --subscribe 0: nobody subscribes, the clients only publish
+//          (filling history).
 //          --slow K adds K clients that stop reading after subscribing
 //          (they are left out of the expectations; their closes are counted).
 //   idle   N clients connect with heart-beats and are held for --hold s.
@@ -613,8 +615,8 @@ async function connectClients(opts, workers, subscribe, heartbeat) {
 const fmt = (v, d = 0) => (v === null || v === undefined ? "-" : Number(v).toFixed(d));
 
 async function runSteps(opts, workers) {
-  const conn = await connectClients(opts, workers, true, opts.heartbeat);
-  const subscribers = conn.count - conn.slow;
+  const conn = await connectClients(opts, workers, !!opts.subscribe, opts.heartbeat);
+  const subscribers = opts.subscribe ? conn.count - conn.slow : 0;
   emit(opts, { type: "connected", mode: "steps", url: opts.url, clients: conn.count, subscribers,
     publishers: conn.publishers, slow: conn.slow, seconds: conn.seconds, errors: conn.errors });
   if (conn.count < opts.clients + opts.slow || conn.publishers === 0) {
@@ -662,6 +664,7 @@ async function runSteps(opts, workers) {
       step: s,
       offered: rate,
       sent_per_s: Math.round(sent / opts.step),
+      sent,
       subscribers,
       deliveries_per_s: Math.round(received / elapsed),
       expected,

@@ -18,6 +18,13 @@ Scenarios (targets from the "Benchmarks and speed" issue):
      from send to row at 5,000 msg/s (< 2 s)
   e  clients that stop reading are disconnected past --max-send-buffer and
      the server's RSS stays flat
+  f  d's send->row lag run at 2,000 msg/s (20 publishers, 20 subscribers,
+     --lag-seconds) twice on 20,000 seeded messages: plain, then while
+     history_flood.js has 50 clients loop REST history walks and
+     x-since-id resumes (server at --api-rate 0): lag p99 < 2 s and
+     deliveries/s within 10% of the plain run (ratio >= 0.9)
+     (`run.py --only f`; --flood-rate, --flood-clients, --seed-messages,
+     --max-replay, --history-readers)
 
 Outputs go to benchmarks/results/<timestamp>/ (git-ignored): the JSON
 lines of every loadgen run, server logs, profiles and summary.md.
@@ -28,6 +35,8 @@ MariaDB (database anonchat_bench is created and emptied).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
 import resource
@@ -39,7 +48,7 @@ import sys
 import threading
 import time
 import urllib.request
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager, Iterator
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -194,8 +203,10 @@ def baseline(logdir: str) -> Server:
 
 
 def anonchat(logdir: str, name: str = "anonchat", redis_url: bool = True, **options: Any) -> Server:
+    # One loadgen publisher stands for many users (250-500 msg/s each at the
+    # higher steps): the per-connection message and frame limits are off.
     argv = [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "anonchat", "--port", f"tcp:{ANONCHAT_PORT}",
-            "--database", f"mysql://root:@127.0.0.1:3306/{DATABASE}", "--rate-limit", "0"]
+            "--database", f"mysql://root:@127.0.0.1:3306/{DATABASE}", "--rate-limit", "0", "--frame-rate", "0"]
     if redis_url:
         argv += ["--redis", f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"]
     for key, value in options.items():
@@ -384,11 +395,16 @@ class Bench:
 
     # -- scenario d: the flusher ------------------------------------------------------
 
-    def lag_run(self, rate: int, profile: bool) -> dict[str, Any]:
+    def lag_run(self, rate: int, profile: bool, label: str | None = None, options: dict[str, Any] | None = None,
+                around: Callable[[Server], ContextManager[Any]] | None = None) -> dict[str, Any]:
         """Send ``rate`` msg/s and poll the table every 100 ms: lag by
         MAX(created_at) (from the server's receive time) and by row count
-        (rows behind what had been sent, over the rate: from the send)."""
+        (rows behind what had been sent, over the rate: from the send).
+        ``around(server)`` is entered before the load and left after it
+        (scenario f seeds history and runs its flood there); CHAT rows it
+        leaves in the table are not counted as sent."""
         a = self.args
+        label = label or f"d-lag-{rate}"
         reset_stores()
         polls: list[tuple[float, float | None, int]] = []
         stop = threading.Event()
@@ -406,7 +422,9 @@ class Bench:
                     time.sleep(0.1)
             conn.close()
 
-        with anonchat(self.out, f"anonchat-d-lag-{rate}") as server:
+        enter = around or (lambda _server: contextlib.nullcontext())
+        with anonchat(self.out, f"anonchat-{label}", **(options or {})) as server, enter(server):
+            base = mysql("SELECT COUNT(*) FROM chat_messages WHERE type='CHAT'")[0][0]
             spying = self.spy(server, "d", seconds=6) if profile else None
             begun = {"t": 0.0}
 
@@ -417,7 +435,7 @@ class Bench:
 
             poller = threading.Thread(target=poll)
             self.on_record = mark
-            records = self.loadgen(server.url, f"d-lag-{rate}", clients=20, publishers=20, rates=rate,
+            records = self.loadgen(server.url, label, clients=20, publishers=20, rates=rate,
                                    step=a.lag_seconds, max_p99=10**6, retries=0)
             self.on_record = None
             ended = begun["t"] + a.lag_seconds
@@ -430,14 +448,15 @@ class Bench:
         step = next(r for r in records if r["type"] == "step")
         started = begun["t"]
         by_time = sorted(lag for t, lag, _ in polls if started + 3 <= t <= ended and lag is not None)
-        by_count = sorted(max(0.0, ((t - started) * step["sent_per_s"] - rows) / step["sent_per_s"])
+        by_count = sorted(max(0.0, ((t - started) * step["sent_per_s"] - (rows - base)) / step["sent_per_s"])
                           for t, _, rows in polls if started + 3 <= t <= ended)
 
         def p99(values: list[float]) -> float | None:
             return values[int(0.99 * (len(values) - 1))] if values else None
 
-        rows = mysql("SELECT COUNT(*) FROM chat_messages WHERE type='CHAT'")[0][0]
-        return dict(rate=rate, sent_per_s=step["sent_per_s"], deliveries_per_s=step["deliveries_per_s"],
+        rows = mysql("SELECT COUNT(*) FROM chat_messages WHERE type='CHAT'")[0][0] - base
+        return dict(rate=rate, subscribers=step["subscribers"], sent_per_s=step["sent_per_s"],
+                    deliveries_per_s=step["deliveries_per_s"],
                     delivery_p99_ms=step["p99_ms"], lag_created_p99=p99(by_time),
                     lag_created_max=by_time[-1] if by_time else None,
                     lag_rows_p99=p99(by_count), lag_rows_max=by_count[-1] if by_count else None,
@@ -489,6 +508,112 @@ class Bench:
                      f" {d['drained']} / {fmt(d['seconds'], 1)} / {fmt(d['rate'], 0)} |")
         self.report_profile("d", f"ingesting {a.lag_rates.split(',')[0]} msg/s from 20 publishers")
 
+    # -- scenario f: flush lag and fan-out under a history flood ------------------------
+
+    def history_load(self) -> None:
+        """Scenario d's lag run at --flood-rate twice on the same settings:
+        plain (the baseline), then with history_flood.js running; both on
+        seeded history, so walks and old resumes have something to read."""
+        a = self.args
+        options: dict[str, Any] = dict(api_rate=0, max_replay=a.max_replay)  # one address floods: no REST limit
+        if a.history_readers:
+            options["history_readers"] = a.history_readers
+        runs: dict[str, dict[str, Any]] = {}
+        for name, flood in (("plain", False), ("flood", True)):
+            floods: list[dict[str, Any]] = []
+            runs[name] = self.lag_run(a.flood_rate, profile=False, label=f"f-{name}", options=options,
+                                      around=functools.partial(self.seeded_history, flood=flood, floods=floods))
+            runs[name]["flood"] = floods[0] if floods else None
+        self.figures["f"] = runs
+        self.report_history_load(runs)
+
+    @contextlib.contextmanager
+    def seeded_history(self, server: Server, flood: bool, floods: list[dict[str, Any]]) -> Iterator[None]:
+        """--seed-messages sent at --fill-rate and flushed; then, with
+        ``flood``, history_flood.js until the block ends (its JSON line
+        lands in ``floods``)."""
+        a = self.args
+        records = self.loadgen(server.url, "f-seed", clients=20, publishers=20, subscribe=0, rates=a.fill_rate,
+                               step=max(1, round(a.seed_messages / a.fill_rate)), max_p99=10**6, retries=0)
+        sent = next(r for r in records if r["type"] == "step")["sent"]
+        deadline = time.time() + 120
+        while mysql("SELECT COUNT(*) FROM chat_messages WHERE type='CHAT'")[0][0] < sent:
+            if time.time() > deadline:
+                raise RuntimeError(f"seeded history not flushed after 120 s ({sent} sent)")
+            time.sleep(0.5)
+        if not flood:
+            yield
+            return
+        since = mysql("SELECT id FROM chat_messages WHERE type='CHAT' ORDER BY created_at, id LIMIT 1")[0][0]
+        # older than the buffer's oldest entry = only in the archive
+        oldest_buffered = redis("XRANGE", "anonchat:messages", "-", "+", "COUNT", 1)
+        argv = ["node", os.path.join(HERE, "history_flood.js"), "--url", f"http://127.0.0.1:{server.port}",
+                "--clients", str(a.flood_clients), "--since-id", since, "--max-replay", str(a.max_replay),
+                "--label", "f-flood"]
+        if oldest_buffered:
+            argv += ["--archive-below", oldest_buffered[0][0]]
+        print(f"$ {' '.join(argv)}", flush=True)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=HERE)
+        try:
+            time.sleep(2)  # the flood in full swing before the lag run's clients connect
+            yield
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                out, _ = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate()
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            raise RuntimeError(f"history_flood.js failed ({proc.returncode})")
+        with open(self.jsonl, "a") as f:
+            f.write(lines[-1] + "\n")
+        floods.append(json.loads(lines[-1]))
+        print("  " + lines[-1], flush=True)
+
+    def report_history_load(self, runs: dict[str, dict[str, Any]]) -> None:
+        a = self.args
+        plain, flood = runs["plain"], runs["flood"]
+        self.say(f"\n### Scenario f: send->row lag and fan-out at {a.flood_rate} msg/s (20 publishers,"
+                 f" 20 subscribers, {a.lag_seconds} s) on {a.seed_messages} seeded messages, plain and with"
+                 f" {a.flood_clients} clients flooding history (--api-rate 0, --max-replay {a.max_replay})")
+        self.say("| figure | plain | flood |")
+        self.say("| --- | ---: | ---: |")
+        rows = [("subscribers connected", "subscribers", None), ("sent/s", "sent_per_s", None),
+                ("deliveries/s", "deliveries_per_s", None),
+                ("delivery p99 (ms)", "delivery_p99_ms", None),
+                ("lag p99 (s), now - MAX(created_at)", "lag_created_p99", 2),
+                ("lag max (s), now - MAX(created_at)", "lag_created_max", 2),
+                ("lag p99 (s) from send, by row count", "lag_rows_p99", 2),
+                ("lag max (s) from send, by row count", "lag_rows_max", 2),
+                ("CHAT rows 3 s after the end", "rows", None), ("sent", "sent", None)]
+        for title, key, digits in rows:
+            cells = [fmt(r[key], digits) if digits is not None else str(r[key]) for r in (plain, flood)]
+            self.say(f"| {title} | {cells[0]} | {cells[1]} |")
+        f_ = flood.get("flood") or {}
+        self.say(f"flood: {f_.get('walks')} history walks ({f_.get('pages_per_s')} pages/s, page p50/p99"
+                 f" {f_.get('page_p50_ms')}/{f_.get('page_p99_ms')} ms), {f_.get('resumes')} resumes"
+                 f" ({f_.get('resumes_per_s')}/s, p50/p99 {f_.get('resume_p50_ms')}/{f_.get('resume_p99_ms')} ms,"
+                 f" {f_.get('resume_timeouts')} timed out, {f_.get('resumes_from_archive')} reached below the buffer),"
+                 f" statuses {f_.get('status')}, closed by server {f_.get('closed_by_server')},"
+                 f" STOMP errors {f_.get('stomp_errors')}, first error {f_.get('first_error')}")
+        for name, run in runs.items():
+            missing = run["sent"] - run["rows"]
+            if missing > 0:
+                self.say(f"{name}: {missing} of {run['sent']} messages sent were not in the table 3 s after the end"
+                         " (refused NOT_STORED, or still unflushed)")
+            for event, count in log_events(os.path.join(self.out, f"anonchat-f-{name}.log")):
+                self.say(f"{name}: server logged {count} x {event}")
+        lags = [flood[k] for k in ("lag_created_p99", "lag_rows_p99")]
+        lag = None if None in lags else max(lags)
+        ratio = flood["deliveries_per_s"] / plain["deliveries_per_s"] if plain["deliveries_per_s"] else None
+        lag_ok = lag is not None and lag < 2
+        ratio_ok = ratio is not None and ratio >= 0.9
+        self.say(f"lag p99 under the flood (worse of the two measures): {fmt(lag, 2)} s, target < 2 s:"
+                 f" {'PASS' if lag_ok else 'FAIL'}")
+        self.say(f"deliveries/s flood/plain: {fmt(ratio, 2)}, target >= 0.90: {'PASS' if ratio_ok else 'FAIL'}")
+
     # -- scenario e: slow consumers ---------------------------------------------------
 
     def slow(self) -> None:
@@ -532,6 +657,24 @@ class Bench:
         with open(os.path.join(self.out, "figures.json"), "w") as f:
             json.dump(self.figures, f, indent=1, default=str)
         print(f"\nwritten: {path}")
+
+
+def log_events(path: str, top: int = 8) -> list[tuple[str, int]]:
+    """The most frequent warnings and application errors in a server log
+    (namespace and level, or the error code), commonest first."""
+    counts: dict[str, int] = {}
+    with open(path, errors="replace") as f:
+        for line in f:
+            _, _, rest = line.partition(" [")
+            namespace, _, text = rest.partition("] ")
+            if namespace.endswith(("#warn", "#error", "#critical")):
+                key = namespace
+            elif "application error " in text:
+                key = "application error " + text.split("application error ", 1)[1].split()[0]
+            else:
+                continue
+            counts[key] = counts.get(key, 0) + 1
+    return sorted(counts.items(), key=lambda kv: -kv[1])[:top]
 
 
 def summary_of(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -597,7 +740,7 @@ def shorten(frame: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="a,b,c,d,e", help="comma-separated scenarios")
+    parser.add_argument("--only", default="a,b,c,d,e,f", help="comma-separated scenarios")
     parser.add_argument("--step", type=float, default=5, help="seconds per rate step")
     parser.add_argument("--workers", type=int, default=2, help="loadgen worker processes")
     parser.add_argument("--rates-a", default="250,500,750,1000,1250,1500,1750,2000,2500,3000,3500,4000,5000")
@@ -618,6 +761,12 @@ def main() -> None:
     parser.add_argument("--slow-clients", type=int, default=20)
     parser.add_argument("--slow-rate", type=int, default=1000)
     parser.add_argument("--slow-seconds", type=int, default=15)
+    parser.add_argument("--flood-rate", type=int, default=2000, help="msg/s for scenario f's lag runs")
+    parser.add_argument("--flood-clients", type=int, default=50, help="history_flood.js clients (half walk, half resume)")
+    parser.add_argument("--seed-messages", type=int, default=20000, help="history sent and flushed before each f run")
+    parser.add_argument("--max-replay", type=int, default=1000, help="the server's --max-replay in scenario f")
+    parser.add_argument("--history-readers", type=int, default=0,
+                        help="the server's --history-readers in scenario f (0 = its default)")
     args = parser.parse_args()
 
     if shutil.which("node") is None or not os.path.isdir(os.path.join(HERE, "node_modules", "ws")):
@@ -643,6 +792,8 @@ def main() -> None:
             bench.flusher()
         if "e" in only:
             bench.slow()
+        if "f" in only:
+            bench.history_load()
     finally:
         bench.write_summary()
 
