@@ -32,8 +32,10 @@ from prometheus_client.metrics_core import Metric
 from twisted.python.failure import Failure
 
 
+from anonchat.chat.access import AccessPolicy
 from anonchat.chat.message import ChatMessage
-from anonchat.chat.ports import ArchiveUnavailable, IMessageArchive, IMessageBuffer, IPresence, IRelay
+from anonchat.chat.moderator import Moderator
+from anonchat.chat.ports import ArchiveUnavailable, IMessageArchive, IMessageBuffer, IModerationStore, IPresence, IRelay
 from anonchat.chat.presence import InMemoryPresence
 from anonchat.chat.relay import LocalRelay
 from anonchat.chat.room import ChatRoom, RoomConfig
@@ -57,6 +59,39 @@ STOP_WAIT = 5.0
 
 class StartFailed(Exception):
     """Why this node cannot start, in one line."""
+
+
+def make_moderator(settings: Settings, reactor: Any) -> Moderator:
+    """Moderation state in Redis when Redis is used (every node shares it),
+    else in the database (so it survives a restart); the audit log is the
+    archive's moderation_log table either way."""
+    from anonchat.store.sql_moderation import SqlModerationLog, SqlModerationStore
+
+    store: IModerationStore
+    if settings.redis:
+        from anonchat.store.redis_moderation import RedisModerationStore
+
+        store = RedisModerationStore(reactor, settings.redis)
+    else:
+        store = SqlModerationStore.from_url(settings.database, reactor=reactor)
+    return Moderator(store, reactor, audit=SqlModerationLog.from_url(settings.database, reactor=reactor),
+                     blocked_words_path=settings.blocked_words)
+
+
+def make_access(settings: Settings) -> AccessPolicy | None:
+    if settings.access_jwt_secret:
+        return AccessPolicy.with_secret(settings.access_jwt_secret, settings.access_jwt_audience)
+    if settings.access_jwt_public_key:
+        with open(settings.access_jwt_public_key, "rb") as f:
+            return AccessPolicy.with_public_key(f.read(), settings.access_jwt_audience)
+    return None
+
+
+def admin_token(settings: Settings) -> str | None:
+    if settings.admin_token_file:  # checked when the option was parsed
+        with open(settings.admin_token_file, encoding="utf-8") as f:
+            return f.read().strip()
+    return settings.admin_token
 
 
 def make_buffer(settings: Settings, reactor: Any) -> IMessageBuffer:
@@ -87,6 +122,8 @@ class AnonchatService(service.Service):
             self.presence = RedisPresence(reactor, settings.redis, node_ttl=settings.node_ttl,
                                           beat=settings.node_ttl / 3)
             self.relay = RedisRelay(reactor, settings.redis)
+        self.moderator = make_moderator(settings, reactor)
+        self.access = make_access(settings)
         self.room = ChatRoom(
             self.buffer,
             self.presence,
@@ -96,10 +133,13 @@ class AnonchatService(service.Service):
                 max_content=settings.max_content,
                 rate_limit=settings.rate_limit,
                 max_replay=settings.max_replay,
+                rejoin_grace=settings.rejoin_grace,
             ),
             rng=random.SystemRandom(),
             archive=self.archive,
             relay=self.relay,
+            moderator=self.moderator,
+            access=self.access,
         )
         self.buffer.add_listener(self._fan_out)
         self.flusher = Flusher(
@@ -131,7 +171,8 @@ class AnonchatService(service.Service):
         self.site, self.sockjs = build_site(
             settings, reactor, session_factory=self.new_session, buffer=self.buffer, archive=self.archive,
             presence=self.presence, ready=lambda: self.ready, metrics=self.metrics, limits=self.limiter,
-            on_close=self.count_close,
+            on_close=self.count_close, room=self.room, moderator=self.moderator, access=self.access,
+            admin_token=admin_token(settings),
         )
         self.port: IListeningPort | None = None
         self._starting: Deferred[None] | None = None
@@ -178,6 +219,12 @@ class AnonchatService(service.Service):
         yield gauge("anonchat_flush_failures", "Flushes failed in a row", flusher.consecutive_failures)
         yield counter("anonchat_dead_letters", "Rows the database refused, set aside",
                       getattr(self.archive, "dead_lettered", 0))
+        yield counter("anonchat_buffer_dead_letters", "Buffer entries this node could not decode, set aside",
+                      getattr(self.buffer, "dead_lettered", 0))
+        yield counter("anonchat_history_reads_refused", "History reads refused as too many were waiting",
+                      getattr(self.archive, "reads_refused", 0))
+        yield counter("anonchat_lost_names", "Users whose name another held when Redis lost it",
+                      getattr(self.presence, "lost_names", 0))
 
     async def _sample_backlog(self) -> None:
         try:
@@ -228,6 +275,8 @@ class AnonchatService(service.Service):
         await self._start_archive(deadline)
         await self._reach("Redis (presence)", self.presence.start, self.presence.stop, deadline)
         await self._reach("Redis (typing relay)", self.relay.start, self.relay.stop, deadline)
+        await self._reach("the moderation store", self._start_moderation,
+                          lambda: Deferred.fromCoroutine(self.moderator.stop()), deadline)
         self.flusher.start()
         self._backlog_sampler.start(5.0)
         try:
@@ -264,6 +313,17 @@ class AnonchatService(service.Service):
             log.warn("{what} not reachable yet ({error}); retrying for {left:.0f} s", what=what,
                      error=_one_line(error), left=left)
             await deferLater(self.reactor, min(RETRY_EVERY, left), lambda: None)
+
+    def _start_moderation(self) -> Deferred[None]:
+        async def start() -> None:
+            await self.moderator.start()
+            self.room.use_rejoin_key(self.moderator.shared_key)
+
+        return Deferred.fromCoroutine(start())
+
+    def reload(self) -> None:
+        """SIGHUP: read the blocked words file again."""
+        self.moderator.reload_blocked_words()
 
     async def _start_archive(self, deadline: float) -> None:
         attempt = self.archive.start()
@@ -315,7 +375,9 @@ class AnonchatService(service.Service):
         if self.flusher.running:  # not when the start failed before it
             await self.flusher.stop()
         await DeferredList([self.relay.stop().addTimeout(STOP_WAIT, self.reactor),
-                            self.presence.stop().addTimeout(STOP_WAIT, self.reactor)], consumeErrors=True)
+                            self.presence.stop().addTimeout(STOP_WAIT, self.reactor),
+                            Deferred.fromCoroutine(self.moderator.stop()).addTimeout(STOP_WAIT, self.reactor)],
+                           consumeErrors=True)
         await DeferredList([self.buffer.stop(), self.archive.stop()], consumeErrors=True)
         log.info("anonchat stopped")
 

@@ -69,6 +69,17 @@ def _readable_file(value: str) -> str:
     return value
 
 
+def _token_file(value: str) -> str:
+    try:
+        with open(value, encoding="utf-8") as f:
+            _secret(f.read())
+    except OSError as e:
+        raise ValueError(f"cannot read {value}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{value} is not UTF-8 text") from None
+    return value
+
+
 def _secret(value: str) -> str:
     if len(value.strip()) < 16:
         raise ValueError("must be at least 16 characters (a guessable secret protects nothing)")
@@ -166,7 +177,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("log-format", "text", _one_of("text", "json"), "text or json"),
     Option("rejoin-grace", 30.0, _number, "seconds a dropped user's nickname waits for a rejoin, 0 = none"),
     Option("admin-token", None, _secret, "bearer token for the moderation API /api/admin/ (default: no API)"),
-    Option("admin-token-file", None, _readable_file, "a file holding the admin token (instead of --admin-token)"),
+    Option("admin-token-file", None, _token_file, "a file holding the admin token (instead of --admin-token)"),
     Option("blocked-words", None, _readable_file, "a file of blocked words, one a line (reloaded on SIGHUP)"),
     Option("access-jwt-secret", None, _secret, "HS256 secret: only holders of a signed token may chat"),
     Option("access-jwt-public-key", None, _readable_file, "PEM public key (RS256/ES256): only token holders may chat"),

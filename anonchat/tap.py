@@ -72,6 +72,11 @@ def _stop_cleanly_on_sigterm(reactor: Any) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _reload_on_sighup(reactor: Any, reload: Callable[[], None]) -> None:
+    """SIGHUP reads the blocked words file again (``systemctl reload``)."""
+    signal.signal(signal.SIGHUP, lambda signum, frame: reactor.callFromThread(reload))
+
+
 def raise_open_file_limit(getrlimit: Callable[[int], tuple[int, int]] = resource.getrlimit,
                           setrlimit: Callable[[int, tuple[int, int]], None] = resource.setrlimit) -> None:
     """Raise the soft RLIMIT_NOFILE to the hard limit: every connection is a
@@ -129,7 +134,9 @@ def makeService(options: Options) -> IService:
 
     reactor.callWhenRunning(_stop_cleanly_on_sigterm, reactor)
     raise_open_file_limit()
-    node: IService = AnonchatService(options.settings, reactor, on_start_failed=start_failed)
+    anonchat = AnonchatService(options.settings, reactor, on_start_failed=start_failed)
+    reactor.callWhenRunning(_reload_on_sighup, reactor, anonchat.reload)
+    node: IService = anonchat
     twistd = getattr(options, "parent", None)
     if options.settings.log_format == "json" and twistd is not None and not twistd.get("syslog"):
         # an explicit --logger wins over this (twistd asks it first)

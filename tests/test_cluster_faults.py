@@ -351,7 +351,7 @@ async def start_all(*servers: ServerProcess) -> None:
 
 
 def node_args(redis_url: str, database: str, *extra: str) -> list[str]:
-    return ["--redis", redis_url, "--database", database, "--flush-interval", "0.2", "--rate-limit", "0", *extra]
+    return ["--redis", redis_url, "--database", database, "--flush-interval", "0.2", "--rate-limit", "0", "--frame-rate", "0", *extra]
 
 
 class TwoNodesTests(unittest.TestCase):

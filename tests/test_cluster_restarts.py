@@ -57,7 +57,7 @@ class RedisRestartTests(unittest.TestCase):
         await redis.start()
         mysql_url = await fresh_mysql(self)
         node = ServerProcess(self, "--redis", redis.url, "--database", mysql_url, "--flush-interval", "0.2",
-                             "--rate-limit", "0", name="node")
+                             "--rate-limit", "0", "--frame-rate", "0", name="node")
         await node.start()
         sender, watcher = await Chatter(node, "s").join(), await Chatter(node, "w").join()
 
@@ -211,7 +211,7 @@ class KilledMidFlushTests(unittest.TestCase):
         mysql_url = await fresh_mysql(self)
         redis = await redis_connection(redis_url)
         self.addCleanup(redis.disconnect)
-        flushing = ["--redis", redis_url, "--database", mysql_url, "--rate-limit", "0",
+        flushing = ["--redis", redis_url, "--database", mysql_url, "--rate-limit", "0", "--frame-rate", "0",
                     "--flush-interval", "0.5", "--batch-size", "500"]
         first = ServerProcess(self, *flushing, name="first")
         await first.start()

@@ -65,7 +65,7 @@ class _SockJSChat:
 
     async def start(self: Any) -> ServerProcess:
         server: ServerProcess = await self.start_server(
-            "--rate-limit", "0", "--sockjs-disconnect-delay", str(DISCONNECT_DELAY))
+            "--rate-limit", "0", "--frame-rate", "0", "--sockjs-disconnect-delay", str(DISCONNECT_DELAY))
         return server
 
     def assertTransport(self: Any, events: Events, c: str) -> None:

@@ -273,7 +273,7 @@ class ChatTests(StompJsTestCase):
 
     async def test_two_hundred_messages_arrive_in_send_order(self) -> None:
         """200 SENDs from a reach b in order, ids strictly increasing; recent API agrees."""
-        server = await self.start_server("--rate-limit", "0")
+        server = await self.start_server("--rate-limit", "0", "--frame-rate", "0")
         contents = [f"m-{i:03d}" for i in range(200)]
         events = await self.run_scenario(server, [
             {"op": "connect", "c": "b"},

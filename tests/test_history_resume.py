@@ -193,7 +193,7 @@ class EmbeddedHistoryTests(unittest.TestCase):
     async def populated(self, chats: int, **settings: Any) -> tuple[Any, Http, Chatter, list[dict[str, Any]]]:
         """A service holding one client's JOIN and ``chats`` CHATs from it;
         the buffer keeps 100, so history spans buffer and SQLite."""
-        svc = await start_service(self, flush_interval=0.05, batch_size=50, redis_retain=100, rate_limit=0.0,
+        svc = await start_service(self, flush_interval=0.05, batch_size=50, redis_retain=100, rate_limit=0.0, frame_rate=0.0,
                                   api_rate=0.0, **settings)  # walks page faster than --api-rate
         http = Http(self, f"http://127.0.0.1:{svc.listening_port}")
         made = chatters(self)
@@ -318,10 +318,18 @@ class EmbeddedHistoryTests(unittest.TestCase):
 
 # -- 2. history under traffic on Redis + MySQL -----------------------------------------
 
+#: Larger than anything these tests send: a replay is never cut short.
+NO_REPLAY_BOUND = 1_000_000
+
 
 def redis_mysql_args(redis_url: str, mysql_url: str) -> list[str]:
     return ["--redis", redis_url, "--database", mysql_url, "--flush-interval", "0.05", "--batch-size", "50",
-            "--redis-retain", "20", "--rate-limit", "0"]
+            "--redis-retain", "20", "--rate-limit", "0", "--frame-rate", "0",
+            # these resumers miss thousands: no --max-replay bound, so the
+            # whole path through the archive is checked for gaps
+            "--max-replay", str(NO_REPLAY_BOUND),
+            # a dropped session leaves at once (its LEAVE is replayed below)
+            "--rejoin-grace", "0"]
 
 
 async def oldest_in_redis(redis: Any) -> str | None:
@@ -480,7 +488,8 @@ class ResumeTests(unittest.TestCase):
         self.assertEqual(failed, [], f"{len(failed)} of {len(tips)} resumers at the tip")
 
     async def test_resume_on_the_embedded_backend(self) -> None:
-        svc = await start_service(self, flush_interval=0.05, batch_size=50, redis_retain=20, rate_limit=0.0)
+        svc = await start_service(self, flush_interval=0.05, batch_size=50, redis_retain=20, rate_limit=0.0,
+                                  frame_rate=0.0, max_replay=NO_REPLAY_BOUND, rejoin_grace=0.0)
 
         async def trimmed_past(last: str) -> bool:
             return await svc.buffer.read_after(last, 1) is None

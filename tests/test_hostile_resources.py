@@ -159,7 +159,7 @@ class SlowReaderTests(ResourceAttackTests):
         return sent, peak
 
     async def test_reader_that_stops_reading(self) -> None:
-        await self.start_server("--rate-limit", "0", "--max-content", "20000",
+        await self.start_server("--rate-limit", "0", "--frame-rate", "0", "--max-content", "20000",
                                 "--max-send-buffer", str(SEND_BUFFER), "--sockjs-disconnect-delay", "30")
         port = self.server.port
 
@@ -197,7 +197,7 @@ class SlowReaderTests(ResourceAttackTests):
 
     async def test_sockjs_slow_consumer_is_counted(self) -> None:
         """A SockJS session closed for overflow counts as a slow-consumer close, as a WebSocket one does."""
-        await self.start_server("--rate-limit", "0", "--max-content", "20000",
+        await self.start_server("--rate-limit", "0", "--frame-rate", "0", "--max-content", "20000",
                                 "--max-send-buffer", str(SEND_BUFFER), "--sockjs-disconnect-delay", "30")
         await self.attack("SockJS slow reader: slow-consumer counted?", lambda: self.xhr_streaming_reader(True))
         self.finish()

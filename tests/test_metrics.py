@@ -32,7 +32,7 @@ class MetricsTests(TestCase):
 
     def test_counts_connections_messages_deliveries_refusals_and_flushes(self):  # type: ignore[no-untyped-def]
         async def go() -> None:
-            svc = await start_service(self, rate_limit=0.0, flush_interval=0.05)
+            svc = await start_service(self, rate_limit=0.0, frame_rate=0.0, flush_interval=0.05)
             port = svc.listening_port
             c = WsClient(ws_url(svc))
             self.addCleanup(c.close)

@@ -230,7 +230,7 @@ class PollingResumeTests(TestCase):
 
     def test_resume_of_200_messages_arrives_in_a_few_polls(self):  # type: ignore[no-untyped-def]
         async def go() -> None:
-            svc = await start_service(self, rate_limit=0.0, api_rate=0.0)
+            svc = await start_service(self, rate_limit=0.0, frame_rate=0.0, api_rate=0.0)
             writer = WsClient(ws_url(svc))
             self.addCleanup(writer.close)
             await writer.opened

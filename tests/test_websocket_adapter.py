@@ -178,7 +178,7 @@ class WebSocketAdapterTests(TestCase):
         """A client back after a long gap replays more than --max-send-buffer
         of history: the replay waits for the socket instead of overflowing it."""
         async def go() -> None:
-            svc = await start_service(self, rate_limit=0.0, max_content=3000, redis_retain=2000,
+            svc = await start_service(self, rate_limit=0.0, frame_rate=0.0, max_content=3000, redis_retain=2000,
                                       max_send_buffer=65536)
             writer = await self.client(svc)
             writer.send(CONNECT)

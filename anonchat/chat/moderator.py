@@ -109,6 +109,12 @@ class Moderator:
 
     # -- checks -----------------------------------------------------------------
 
+    @property
+    def shared_key(self) -> bytes:
+        """The secret every node shares (client ids, rejoin tokens)."""
+        assert self._key is not None, "moderator not started"
+        return self._key
+
     def client_of(self, identity: str) -> str:
         """The opaque client id of an address or token subject."""
         assert self._key is not None, "moderator not started"

@@ -225,6 +225,10 @@ class ChatRoom:
             raise SessionRefused("the chat is unavailable right now; try again") from None
         return extra
 
+    def use_rejoin_key(self, key: bytes) -> None:
+        """The key every node shares, once it is known (at start)."""
+        self._rejoin = RejoinTokens(key)
+
     async def _rejoined(self, token: str | None) -> str | None:
         """The nickname a genuine, current rejoin token brings back, if it
         is still waiting (on any node); None: a fresh nickname, no error."""
