@@ -7,6 +7,7 @@ import os
 from typing import Any, Callable
 
 from autobahn.twisted.resource import WebSocketResource
+from twisted.web.resource import NoResource, Resource
 from twisted.logger import Logger
 from twisted.web.server import Request, Site
 from twisted.web.static import File
@@ -33,12 +34,17 @@ STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 
 
 class StaticFiles(File):
-    """The demo page's files, revalidated on every load (Last-Modified), so
-    an upgraded server never runs with a cached old app.js."""
+    """The web client built from frontend/: index.html (and sockjs.min.js)
+    revalidated on every load, so an upgraded server never runs an old
+    page; Vite's content-hashed ``assets/`` cached for good."""
 
     def render_GET(self, request: Request) -> bytes | int:
-        request.setHeader("Cache-Control", "no-cache")
+        hashed = (request.prepath or [])[:1] == [b"assets"] and not self.isdir()
+        request.setHeader("Cache-Control", "public, max-age=31536000, immutable" if hashed else "no-cache")
         return super().render_GET(request)  # type: ignore[no-any-return]
+
+    def directoryListing(self) -> Resource:
+        return NoResource("the web client is not built: pip install . (or npm run build in frontend/)")
 
 
 class QuietHTTPChannel(BodyLimitedChannel):

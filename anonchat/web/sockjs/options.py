@@ -1,8 +1,9 @@
 """The knobs of one SockJS endpoint; defaults follow sockjs-node and Spring.
 
 ``sockjs_url`` only matters to the iframe-based transports (a browser loads
-it inside ``iframe.html``); the default is the sockjs-client CDN build, as
-sockjs-node does. Point it at a local copy to keep browsers off the CDN.
+it inside ``iframe.html``); the default is sockjs-client's own dist file,
+which the frontend build copies into the package's static files, so no
+browser is sent to a CDN.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import attrs
 
 from anonchat.web.origins import CorsPolicy
 
-DEFAULT_SOCKJS_URL = "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js"
+#: The packaged sockjs-client (copied in by the frontend build), for the
+#: iframe transports' page: served by this server, no CDN.
+DEFAULT_SOCKJS_URL = "/sockjs.min.js"
 
 
 @attrs.frozen
