@@ -638,3 +638,41 @@ class DrainingTests(RoomTestCase):
         claims[0].callback(True)
         self.assertEqual([f.command for f in transport.take()], ["ERROR"])
         self.assertEqual(self.successResultOf(self.buffer.recent(10)), [])
+
+
+class UnknownOutcomeTests(RoomTestCase):
+    def test_a_message_whose_fate_the_buffer_cannot_tell_is_unconfirmed_not_not_stored(self) -> None:
+        from twisted.internet.defer import fail
+
+        from anonchat.chat.ports import AppendOutcomeUnknown
+
+        alice = Client(self)
+        alice.subscribe("/user/queue/errors", "e")
+        alice.pull()
+        self.buffer.append = lambda m: fail(AppendOutcomeUnknown("lost answer"))  # type: ignore[method-assign]
+        alice.say({"content": "did it land?"}, receipt="r9")
+        [error] = [f for f in alice.pull() if f.command == "MESSAGE"]
+        self.assertEqual(json.loads(error.body)["code"], "UNCONFIRMED")
+        self.assertEqual(error.get("receipt-id"), "r9")
+
+    def test_a_join_whose_fate_is_unknown_refuses_the_session_and_writes_its_leave(self) -> None:
+        from twisted.internet.defer import fail
+
+        from anonchat.chat.ports import AppendOutcomeUnknown
+
+        real_append = self.buffer.append
+        appended: list[Any] = []
+
+        def append(message: Any) -> Any:
+            appended.append(message.type.value)
+            if message.type.value == "JOIN":
+                return fail(AppendOutcomeUnknown("lost answer"))
+            return real_append(message)
+
+        self.buffer.append = append  # type: ignore[method-assign]
+        transport = FakeTransport()
+        session = StompSession(transport, ClientInfo("127.0.0.1", "fake"), self.room, self.clock, "x", SessionLimits())
+        session.data_received(frame("CONNECT", accept_version="1.2"))
+        self.assertEqual([f.command for f in transport.take()], ["ERROR"])
+        self.assertEqual(appended, ["JOIN", "LEAVE"])
+        self.assertEqual(self.successResultOf(self.presence.online()), [])

@@ -29,7 +29,9 @@ from zope.interface import implementer
 from anonchat.chat.fanout import Topic, send_one
 from anonchat.chat.message import ChatMessage, MessageType, id_key, iso_timestamp
 from anonchat.chat.nicknames import claim_nickname
-from anonchat.chat.ports import BufferUnavailable, IMessageArchive, IMessageBuffer, IPresence, IRelay
+from anonchat.chat.ports import (
+    AppendOutcomeUnknown, BufferUnavailable, IMessageArchive, IMessageBuffer, IPresence, IRelay,
+)
 from anonchat.chat.replay import HistoryReplay, ReplayFailed
 from anonchat.chat.subscriber import Subscriber
 from anonchat.chat.access import AccessDenied, AccessPolicy
@@ -221,7 +223,10 @@ class ChatRoom:
             log.warn("JOIN not buffered ({error}); refusing the session", error=type(e).__name__)
             session.principal.left = True
             self._sessions.pop(session, None)
-            await self.presence.release(name)
+            if isinstance(e, AppendOutcomeUnknown):
+                self._leave(name)  # the JOIN may have landed: it must not stay without its LEAVE
+            else:
+                await self.presence.release(name)
             raise SessionRefused("the chat is unavailable right now; try again") from None
         return extra
 
@@ -365,6 +370,14 @@ class ChatRoom:
             if failure.check(ValueError):
                 self._report(session, user, ApplicationError("INVALID_TEXT", "content must be valid Unicode text"),
                              receipt)
+                return False
+            if failure.check(AppendOutcomeUnknown):
+                # The buffer could not find out whether it landed: saying
+                # NOT_STORED could double it, saying nothing would leave the
+                # client waiting for a RECEIPT forever.
+                self._report(session, user, ApplicationError(
+                    "UNCONFIRMED", "the message may or may not have been stored; check the history before sending "
+                    "it again"), receipt)
                 return False
             failure.trap(BufferUnavailable)
             log.debug("message not buffered: {error}", error=failure.getErrorMessage())  # the buffer logs outages
