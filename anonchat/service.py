@@ -143,7 +143,8 @@ class AnonchatService(service.Service):
         )
         self.buffer.add_listener(self._fan_out)
         self.flusher = Flusher(
-            self.buffer, self.archive, reactor, interval=settings.flush_interval, batch_size=settings.batch_size
+            self.buffer, self.archive, reactor, interval=settings.flush_interval, batch_size=settings.batch_size,
+            hidden=self.room.hidden,
         )
         self.limits = SessionLimits(
             max_frame=settings.max_frame,

@@ -102,6 +102,26 @@ class ArchiveContractMixin:
         await archive.store(batch)
         self.assertEqual(await self.everything(archive), batch)
 
+    async def test_erased_messages_are_left_out_of_every_read(self) -> None:
+        archive = await self.archive()
+        batch = sequence(6)
+        await archive.store(batch)
+        await archive.erase([batch[1].id, batch[4].id, f"{BASE_MS + 99}-0"])  # the last never stored
+        kept = [batch[i] for i in (0, 2, 3, 5)]
+        self.assertEqual(await self.everything(archive), kept)
+        self.assertEqual(await archive.read_before(None, 10), kept)
+        self.assertEqual(await archive.read_before(batch[5].id, 2), [batch[2], batch[3]])
+        self.assertEqual(await archive.read_after(batch[0].id, 2), [batch[2], batch[3]])
+
+    async def test_a_deletion_stored_before_its_target_still_erases_nothing_else(self) -> None:
+        """JOIN and LEAVE rows are never erased, nor is anything not named."""
+        archive = await self.archive()
+        join = message(f"{BASE_MS}-0", "", type=MessageType.JOIN)
+        chat = message(f"{BASE_MS}-1", "hello")
+        await archive.store([join, chat])
+        await archive.erase([join.id])
+        self.assertEqual(await self.everything(archive), [join, chat])
+
     async def test_empty_batch_is_a_no_op(self) -> None:
         archive = await self.archive()
         await archive.store([])
@@ -215,14 +235,17 @@ class ArchiveContractMixin:
 
     async def test_unicode_round_trips_exactly(self) -> None:
         archive = await self.archive()
+        # empty chat content exists only as an erased (deleted) message here:
+        # SEND refuses it
+        contents = [c for c in UNICODE_CONTENTS if c]
         batch = [
             message(f"{BASE_MS}-{i}", content, sender="익명-😀𝕳-12345")
-            for i, content in enumerate(UNICODE_CONTENTS)
+            for i, content in enumerate(contents)
         ]
         await archive.store(batch)
         back = await self.everything(archive)
-        self.assertEqual([m.content for m in back], UNICODE_CONTENTS)
-        self.assertEqual([m.content.encode("utf-8") for m in back], [c.encode("utf-8") for c in UNICODE_CONTENTS])
+        self.assertEqual([m.content for m in back], contents)
+        self.assertEqual([m.content.encode("utf-8") for m in back], [c.encode("utf-8") for c in contents])
         self.assertEqual(back, batch)
         self.assertEqual(len(back[-1].content), 1000)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence, cast
 
+import attrs
 from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
 from twisted.logger import ILogObserver, Logger, LogLevel
@@ -37,11 +38,11 @@ class FakeBuffer:
         self.fail_acks = False
         self._last = (0, 0)
 
-    def append_now(self, content: str = "x") -> ChatMessage:
+    def append_now(self, content: str = "x", type: MessageType = MessageType.CHAT) -> ChatMessage:
         ms = int(self.clock.seconds() * 1000)
         seq = self._last[1] + 1 if self._last[0] == ms else 0
         self._last = (ms, seq)
-        message = ChatMessage(MessageType.CHAT, "익명-12345", content, ms, f"{ms}-{seq}")
+        message = ChatMessage(type, "익명-12345", content, ms, f"{ms}-{seq}")
         self.pending[message.id] = message
         self.appended += 1
         return message
@@ -92,6 +93,12 @@ class FakeArchive:
             self.held.append(held)
             return held
         write()
+        return defer.succeed(None)
+
+    def erase(self, message_ids: Sequence[str]) -> Deferred[None]:
+        for message_id in message_ids:
+            if message_id in self.rows and self.rows[message_id].type is MessageType.CHAT:
+                self.rows[message_id] = attrs.evolve(self.rows[message_id], content="")
         return defer.succeed(None)
 
 
@@ -350,3 +357,44 @@ class NudgeTests(unittest.TestCase):
         self.buffer.append_now()
         flusher.nudge()
         self.assertEqual(self.archive.rows, {})
+
+
+class DeletionRaceTests(unittest.TestCase):
+    """A moderator's deletion wins against the flusher, whichever comes first."""
+
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.clock.advance(START)
+        self.buffer = FakeBuffer(self.clock)
+        self.archive = FakeArchive()
+        self.deleted: set[str] = set()
+        self.flusher = Flusher(self.buffer, self.archive, self.clock, hidden=self.hidden)
+
+    def hidden(self, ids: Sequence[str]) -> Deferred[set[str]]:
+        return defer.succeed({i for i in ids if i in self.deleted})
+
+    def chat(self, content: str) -> ChatMessage:
+        return self.buffer.append_now(content)
+
+    def test_deleted_before_its_batch_is_stored_erased(self) -> None:
+        kept, gone = self.chat("fine"), self.chat("awful")
+        self.deleted.add(gone.id)
+        self.successResultOf(self.flusher.flush_once())
+        self.assertEqual((self.archive.rows[kept.id].content, self.archive.rows[gone.id].content), ("fine", ""))
+
+    def test_a_delete_message_erases_a_target_stored_earlier(self) -> None:
+        gone = self.chat("awful")
+        self.successResultOf(self.flusher.flush_once())
+        self.deleted.add(gone.id)
+        self.buffer.append_now(gone.id, MessageType.DELETE)  # a DELETE carries its target where content goes
+        self.successResultOf(self.flusher.flush_once())
+        self.assertEqual(self.archive.rows[gone.id].content, "")
+
+    def test_a_deletion_marked_while_its_batch_is_written_is_erased_after(self) -> None:
+        gone = self.chat("awful")
+        self.archive.held = []
+        flushed = self.flusher.flush_once()
+        self.deleted.add(gone.id)  # its DELETE goes to another node's batch
+        self.archive.held.pop().callback(None)
+        self.successResultOf(flushed)
+        self.assertEqual(self.archive.rows[gone.id].content, "")

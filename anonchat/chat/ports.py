@@ -117,6 +117,11 @@ class IMessageArchive(Interface):
         when None), oldest first. Fails with ArchiveUnavailable, or with
         ArchiveBusy when too many reads are waiting already."""
 
+    def erase(message_ids: Sequence[str]) -> Deferred[None]:
+        """A moderator deleted these chat messages: erase their content
+        (their rows stay, so ids keep their order); reads leave them out.
+        Ids not stored (yet) are no error."""
+
     def read_after(after_id: str, limit: int) -> Deferred[list[ChatMessage]]:
         """Up to ``limit`` messages with ids after ``after_id``, oldest first.
         Fails like ``read_before``."""

@@ -9,14 +9,16 @@ it is logged once when an outage starts and once when it ends, not per tick.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
+
+import attrs
 
 from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from anonchat.chat.message import ChatMessage
+from anonchat.chat.message import ChatMessage, MessageType
 from anonchat.chat.ports import ArchiveUnavailable, BufferUnavailable, IMessageArchive, IMessageBuffer
 
 EXPECTED_FAILURES = (ArchiveUnavailable, BufferUnavailable)
@@ -44,11 +46,14 @@ class Flusher:
         *,
         interval: float = 1.0,
         batch_size: int = 500,
+        hidden: Callable[[Sequence[str]], Deferred[set[str]]] | None = None,
     ) -> None:
         if interval <= 0 or batch_size <= 0:
             raise ValueError("interval and batch_size must be positive")
         self._buffer = buffer
         self._archive = archive
+        #: Which of these ids a moderator deleted (None: no moderation).
+        self._hidden = hidden
         self._clock = clock
         self.interval = interval
         self.batch_size = batch_size
@@ -101,7 +106,10 @@ class Flusher:
                     self.last_batch_size = 0
                     self.last_lag_seconds = 0.0
                     break
-                await self._archive.store(batch)
+                if self._hidden is None:
+                    await self._archive.store(batch)
+                else:
+                    await self._store_without_deleted(batch)
                 await self._buffer.acknowledge([message.id for message in batch])
                 archived += len(batch)
                 self.flushed_total += len(batch)
@@ -115,6 +123,24 @@ class Flusher:
             raise
         self._succeeded()
         return archived
+
+    async def _store_without_deleted(self, batch: list[ChatMessage]) -> None:
+        """A deletion must win the race with the flusher: a message deleted
+        before its batch was claimed is stored erased; the target of a DELETE
+        in the batch is erased (it may be stored already); and a deletion
+        marked while this batch was being written is erased after it (its
+        DELETE may be archived by another node before this batch)."""
+        assert self._hidden is not None
+        chats = [m.id for m in batch if m.type is MessageType.CHAT]
+        deleted = await self._hidden(chats) if chats else set()
+        if deleted:
+            batch = [attrs.evolve(m, content="") if m.id in deleted else m for m in batch]
+        await self._archive.store(batch)
+        erase = [m.content for m in batch if m.type is MessageType.DELETE]
+        if chats:
+            erase += [i for i in await self._hidden(chats) if i not in deleted]
+        if erase:
+            await self._archive.erase(erase)
 
     def _tick(self) -> Deferred[None]:
         # the failure is counted and logged by _flush; a LoopingCall whose

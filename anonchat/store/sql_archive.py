@@ -50,6 +50,11 @@ DEFAULT_READERS = 4
 WAITING_READS_PER_READER = 4
 COLUMNS = "id, id_ms, id_seq, type, sender, content, created_at"
 SELECTED = "id, type, sender, content, created_at"
+#: A chat message a moderator deleted keeps its row with its content erased
+#: (chat content is never empty otherwise); reads leave it out.
+VISIBLE = "NOT (type = 'CHAT' AND content = '')"
+#: Ids erased in one statement at most.
+ERASE_BATCH = 500
 MYSQL_TIMEOUTS = {"connect_timeout": 5.0, "read_timeout": 30.0, "write_timeout": 30.0}
 
 Row = tuple[Any, ...]
@@ -264,6 +269,22 @@ class SqlArchive:
     def read_after(self, after_id: str, limit: int) -> Deferred[list[ChatMessage]]:
         return Deferred.fromCoroutine(self._read(after_id, limit, newest_first=False))
 
+    def erase(self, message_ids: Sequence[str]) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._erase(list(message_ids)))
+
+    async def _erase(self, message_ids: list[str]) -> None:
+        if not message_ids:
+            return
+        await self._ensure_schema()
+        await self._run(self._erase_rows, message_ids)
+
+    def _erase_rows(self, txn: adbapi.Transaction, message_ids: list[str]) -> None:
+        for start in range(0, len(message_ids), ERASE_BATCH):
+            part = message_ids[start:start + ERASE_BATCH]
+            marks = ", ".join("?" * len(part))
+            txn.execute(self._dialect.params(
+                f"UPDATE chat_messages SET content = '' WHERE type = 'CHAT' AND id IN ({marks})"), tuple(part))
+
     def ping(self) -> Deferred[bool]:
         if self._stopped:
             return succeed(False)
@@ -335,12 +356,12 @@ class SqlArchive:
         """A page next to ``boundary`` (exclusive; None: the newest), oldest
         first; a malformed boundary fails with ValueError."""
         if newest_first:
-            where, order = "WHERE id_ms < ? OR (id_ms = ? AND id_seq < ?)", "id_ms DESC, id_seq DESC"
+            where, order = f"WHERE (id_ms < ? OR (id_ms = ? AND id_seq < ?)) AND {VISIBLE}", "id_ms DESC, id_seq DESC"
         else:
-            where, order = "WHERE id_ms > ? OR (id_ms = ? AND id_seq > ?)", "id_ms, id_seq"
+            where, order = f"WHERE (id_ms > ? OR (id_ms = ? AND id_seq > ?)) AND {VISIBLE}", "id_ms, id_seq"
         args: tuple[Any, ...] = ()
         if boundary is None:
-            where = ""
+            where = f"WHERE {VISIBLE}"
         else:
             ms, seq = id_key(boundary)
             args = (ms, ms, seq)
