@@ -37,6 +37,7 @@ from anonchat.chat.message import ChatMessage
 from anonchat.chat.moderator import Moderator
 from anonchat.chat.ports import ArchiveUnavailable, IMessageArchive, IMessageBuffer, IModerationStore, IPresence, IRelay
 from anonchat.chat.presence import InMemoryPresence
+from anonchat.chat.readgate import ReadGate
 from anonchat.chat.relay import LocalRelay
 from anonchat.chat.room import ChatRoom, RoomConfig
 from anonchat.metrics import Metrics, counter, gauge
@@ -45,7 +46,7 @@ from anonchat.stomp.session import SessionLimits, StompSession
 from anonchat.stomp.transport import ClientInfo, IFrameReceiver, IFrameTransport
 from anonchat.store.flusher import Flusher
 from anonchat.store.memory import InMemoryBuffer
-from anonchat.store.sql_archive import SqlArchive
+from anonchat.store.sql_archive import WAITING_READS_PER_READER, SqlArchive
 from anonchat.web.addresslimits import AddressLimits
 from anonchat.web.site import build_site
 
@@ -140,6 +141,7 @@ class AnonchatService(service.Service):
             relay=self.relay,
             moderator=self.moderator,
             access=self.access,
+            history_gate=ReadGate(settings.history_readers, settings.history_readers * WAITING_READS_PER_READER),
         )
         self.buffer.add_listener(self._fan_out)
         self.flusher = Flusher(

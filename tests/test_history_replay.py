@@ -173,3 +173,27 @@ class StalledResumeTests(ReplayTestCase):
         self.assertLess(n, 60)
         self.assertEqual(bob.session.close_reason, "slow-consumer")
         self.assertEqual(self.room._replays, {})
+
+
+class GateTests(ReplayTestCase):
+    """History reads share one bounded line with REST: past it, refused."""
+
+    def test_a_replay_past_the_line_is_refused_and_the_subscriber_goes_live(self) -> None:
+        from anonchat.chat.readgate import ReadGate
+
+        gate = ReadGate(1, 0)
+        self.room.history_gate = gate
+        first = self.append(1)[0]
+        self.append(3)
+        holder = self.successResultOf(gate.enter())  # a read that holds the only place
+        self.assertIsNone(holder)
+        bob = Client(self)
+        bob.subscribe("/user/queue/errors", "e")
+        self.resume(bob, first)
+        bob.pull()
+        self.assertEqual([e["code"] for e in bob.messages("/user/queue/errors")], ["REPLAY_FAILED"])
+        self.assertEqual(gate.refused, 1)
+        gate.leave()
+        alice = Client(self)
+        alice.say({"content": "live"})
+        self.assertIn("live", self.chats(bob))  # went live regardless

@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from anonchat.chat.fanout import send_one
 from anonchat.chat.message import ChatMessage, id_key
 from anonchat.chat.ports import IMessageArchive, IMessageBuffer
+from anonchat.chat.readgate import ReadGate
 from anonchat.chat.subscriber import Subscriber
 
 log = Logger()
@@ -39,7 +40,7 @@ class ReplayFailed(Exception):
 class HistoryReplay:
     def __init__(self, subscriber: Subscriber, subscription: str, since: str, *, destination: str,
                  buffer: IMessageBuffer, archive: IMessageArchive | None, limit: int,
-                 hidden: Callable[[Sequence[str]], Deferred[set[str]]],
+                 hidden: Callable[[Sequence[str]], Deferred[set[str]]], gate: ReadGate | None = None,
                  fed_up_to: Callable[[], IdKey | None], go_live: Callable[[HistoryReplay], None]) -> None:
         self.subscriber = subscriber
         self.subscription = subscription
@@ -49,6 +50,7 @@ class HistoryReplay:
         self._archive = archive
         self._limit = limit
         self._hidden = hidden
+        self._gate = gate
         self._fed_up_to = fed_up_to
         self._go_live = go_live
         #: Live (id key, id, body) that came through the feed meanwhile.
@@ -85,7 +87,7 @@ class HistoryReplay:
 
     async def run(self) -> None:
         try:
-            messages, gap = await self._read()
+            messages, gap = await (self._gate.run(self._read) if self._gate is not None else self._read())
             read_up_to = id_key(messages[-1].id) if messages else None
             deleted = await self._hidden([m.id for m in messages])
             if deleted:  # a moderator removed them: never replayed

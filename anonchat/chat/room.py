@@ -38,6 +38,7 @@ from anonchat.chat.access import AccessDenied, AccessPolicy
 from anonchat.chat.moderator import Moderator
 from anonchat.chat.payload import ApplicationError, parse_chat_content, parse_report, parse_typing
 from anonchat.ratelimit import TokenBucket
+from anonchat.chat.readgate import ReadGate
 from anonchat.chat.rejoin import RejoinTicket, RejoinTokens
 from anonchat.chat.relay import LocalRelay
 from anonchat.logs import ThrottledLog
@@ -105,10 +106,12 @@ class ChatRoom:
                  config: RoomConfig = RoomConfig(), rng: random.Random | None = None,
                  archive: IMessageArchive | None = None, relay: IRelay | None = None,
                  moderator: Moderator | None = None, access: AccessPolicy | None = None,
-                 rejoin_key: bytes | None = None) -> None:
+                 rejoin_key: bytes | None = None, history_gate: ReadGate | None = None) -> None:
         self.buffer = buffer
         self.moderator = moderator
         self.access = access
+        #: Admission for replays' history reads, shared with REST.
+        self.history_gate = history_gate
         self.archive = archive
         self.relay = relay or LocalRelay()
         self.presence = presence
@@ -436,6 +439,7 @@ class ChatRoom:
             raise DestinationError(f"invalid {SINCE_HEADER} header") from None
         replay = HistoryReplay(session, subscription, since, destination=CHAT_TOPIC, buffer=self.buffer,
                                archive=self.archive, limit=self.config.max_replay, hidden=self.hidden,
+                               gate=self.history_gate,
                                fed_up_to=lambda: self._fed_up_to, go_live=self._replay_done)
         if not session.budget.claim_replay(replay):
             raise DestinationError("a resume is already running on this connection")

@@ -30,13 +30,14 @@ from typing import Any, Callable, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from twisted.enterprise import adbapi
-from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from anonchat.chat.message import ChatMessage, MessageType, id_key
-from anonchat.chat.ports import ArchiveBusy, ArchiveUnavailable, IMessageArchive
+from anonchat.chat.ports import ArchiveUnavailable, IMessageArchive
+from anonchat.chat.readgate import ReadGate
 from anonchat.store.sql_dialect import MYSQL, SQLITE, SqlDialect
 
 #: the schema version this code writes; a database with a newer one is refused
@@ -117,27 +118,6 @@ def _sqlite_wal(connection: Any) -> None:
 
 def _sqlite_unlocked_reads(connection: Any) -> None:
     connection.execute("PRAGMA read_uncommitted = 1")
-
-
-class ReadGate:
-    """Admission for history reads: ``running`` at once, ``waiting`` more in
-    line; :meth:`enter` raises ArchiveBusy at once when the line is full."""
-
-    def __init__(self, running: int, waiting: int) -> None:
-        self._semaphore = DeferredSemaphore(running)
-        self._waiting = waiting
-        self.refused = 0
-
-    def enter(self) -> Deferred[Any]:
-        """Fires when the read may run; call :meth:`leave` once it is done."""
-        semaphore = self._semaphore
-        if semaphore.tokens == 0 and len(semaphore.waiting) >= self._waiting:
-            self.refused += 1
-            raise ArchiveBusy(f"{len(semaphore.waiting)} history reads are waiting already")
-        return semaphore.acquire()
-
-    def leave(self) -> None:
-        self._semaphore.release()
 
 
 class _QuietConnection(adbapi.Connection):  # type: ignore[misc]

@@ -18,6 +18,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from anonchat.chat.message import ChatMessage, id_key, iso_timestamp
 from anonchat.chat.ports import ArchiveUnavailable, IMessageArchive, IMessageBuffer, IPresence
+from anonchat.chat.readgate import ReadGate
 from anonchat.web.addresslimits import AddressLimits
 from anonchat.web.origins import CorsPolicy
 
@@ -184,8 +185,10 @@ class Api:
     """The handlers, bound to the stores they read."""
 
     def __init__(self, buffer: IMessageBuffer, archive: IMessageArchive, presence: IPresence,
-                 hidden: Callable[[Sequence[str]], Deferred[set[str]]] | None = None) -> None:
+                 hidden: Callable[[Sequence[str]], Deferred[set[str]]] | None = None,
+                 gate: ReadGate | None = None) -> None:
         self.buffer = buffer
+        self._gate = gate
         self.archive = archive
         self.presence = presence
         self._hidden = hidden
@@ -197,13 +200,23 @@ class Api:
         deleted = await self._hidden([m.id for m in messages])
         return [m for m in messages if m.id not in deleted] if deleted else messages
 
+    async def _admitted(self, read: Callable[[], Awaitable[tuple[int, Any]]]) -> tuple[int, Any]:
+        return await (self._gate.run(read) if self._gate is not None else read())
+
     async def recent(self, request: Request) -> tuple[int, Any]:
         limit = parse_limit(request)
-        return 200, messages_json(await self._visible(await self.buffer.recent(limit)))
+
+        async def read() -> tuple[int, Any]:
+            return 200, messages_json(await self._visible(await self.buffer.recent(limit)))
+
+        return await self._admitted(read)
 
     async def history(self, request: Request) -> tuple[int, Any]:
         limit = parse_limit(request)
         before = parse_message_id(request, "before")
+        return await self._admitted(lambda: self._history_page(before, limit))
+
+    async def _history_page(self, before: str | None, limit: int) -> tuple[int, Any]:
         buffered = await self.buffer.read_before(before, limit)
         archived = await self.archive.read_before(before, limit)
         merged = {m.id: m for m in archived}
