@@ -298,6 +298,7 @@ class ChatRoom:
         released = self.presence.release(name)
         released.addErrback(lambda f: log.failure("could not release a nickname", failure=f))
         released.addCallback(lambda _: self._append_until_stored(leave))
+        self._track(released)  # shutdown waits for the LEAVE to be appended
 
     def _on_reaped(self, users: Sequence[str]) -> None:
         """Users of a node that died: they leave, once, from the node that
