@@ -136,7 +136,9 @@ class StompJsTestCase(TestCase):
         self.node = node_executable()
 
     async def start_server(self, *args: str) -> ServerProcess:
-        server = ServerProcess(self, *args)
+        # a client that vanishes (the driver exits, a socket is destroyed)
+        # is gone after a short rejoin grace, not the default 30 s
+        server = ServerProcess(self, "--rejoin-grace", "1", *args)
         await server.start()
         return server
 
