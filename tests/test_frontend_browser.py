@@ -101,13 +101,14 @@ class FrontendBrowserTests(TestCase):
     timeout = 180
 
     async def _drive(self, scenario: str, server: ServerProcess, deadline: float,
-                     on_request: Callable[[str], Awaitable[str]] | None = None) -> list[dict[str, Any]]:
+                     on_request: Callable[[str], Awaitable[str]] | None = None,
+                     **extra: Any) -> list[dict[str, Any]]:
         node, chromium = browser_tools()
         out_dir = os.path.abspath(self.mktemp())
         os.makedirs(out_dir)
         status, _ = await server.get("/api/settings")
         config = {"scenario": scenario, "url": server.url, "outDir": out_dir, "chromium": chromium,
-                  "settingsMissing": status == 404}
+                  "settingsMissing": status == 404, **extra}
 
         async def refuse(what: str) -> str:
             return f"unknown request {what}"
@@ -146,6 +147,14 @@ class FrontendBrowserTests(TestCase):
         self.assertGreaterEqual(len(steps), 20, steps)
         shots = {os.path.basename(e["path"]) for e in events if e.get("ev") == "screenshot"}
         self.assertLessEqual({"desktop.png", "mobile.png", "desktop-final.png", "mobile-final.png"}, shots)
+
+    async def test_a_rejoin_keeps_the_nickname_and_a_moderator_deletes_a_message(self) -> None:
+        token = "e2e-admin-token-0123456789"
+        server = ServerProcess(self, "--admin-token", token)
+        await server.start()
+        events = await self._drive("moderation", server, deadline=90.0, adminToken=token)
+        steps = [e["name"] for e in events if e.get("ev") == "step"]
+        self.assertIn("A, a moderator, deletes a message of B; both pages drop it", steps)
 
     async def test_page_survives_a_server_restart_and_resumes_without_gaps(self) -> None:
         server = ServerProcess(self)

@@ -528,11 +528,11 @@ async function restartScenario(browser, pages) {
   await step('screenshot after the restart', () => screenshot(a, path.join(config.outDir, 'after-restart.png')));
 }
 
-// ---- to add once the server side lands (CONTRACT.md: rejoin token, moderation) ----
+// ---- rejoin and moderation (server started with --admin-token) ----
 
 /* A page whose connection drops within --rejoin-grace gets its nickname
  * back (x-rejoin-token), and the other page sees no LEAVE/JOIN for it. */
-async function rejoinKeepsNickname(a, b) {   // eslint-disable-line no-unused-vars
+async function rejoinKeepsNickname(a, b) {
   const before = (await waitConnected(a)).me;
   const connects = await a.page.evaluate(() => window.anonchat.connects);
   const notices = () => b.page.evaluate((n) => document.querySelectorAll(`#messages li.notice[data-sender="${n}"]`).length, before);
@@ -547,7 +547,7 @@ async function rejoinKeepsNickname(a, b) {   // eslint-disable-line no-unused-va
 
 /* Moderator mode on A (server started with --admin-token): delete B's
  * message from the list; B drops it from view. */
-async function moderatorDeletes(a, b, adminToken) {   // eslint-disable-line no-unused-vars
+async function moderatorDeletes(a, b, adminToken) {
   await say(b, '지울 메시지');
   await waitForBubble(a, '지울 메시지');
   await a.page.click('#moderation');
@@ -564,6 +564,18 @@ async function moderatorDeletes(a, b, adminToken) {   // eslint-disable-line no-
   }
 }
 
+async function moderationScenario(browser, pages) {
+  const a = await step('open page A (SockJS)', () => openPage(browser, 'A', '', DESKTOP));
+  const b = await step('open page B (raw WebSocket)', () => openPage(browser, 'B', '?transport=websocket', MOBILE));
+  pages.push(a, b);
+  await step('both connect', () => Promise.all([waitConnected(a), waitConnected(b)]));
+  await withNetworkErrors([a], () => step('A drops and rejoins: same nickname, no LEAVE/JOIN on B',
+    () => rejoinKeepsNickname(a, b)));
+  await step('A, a moderator, deletes a message of B; both pages drop it',
+    () => moderatorDeletes(a, b, config.adminToken));
+  await step('screenshot of the moderator view', () => screenshot(a, path.join(config.outDir, 'moderator.png')));
+}
+
 // ---- main ------------------------------------------------------------------------------
 
 async function main() {
@@ -571,6 +583,7 @@ async function main() {
   const pages = [];
   try {
     if (config.scenario === 'restart') await restartScenario(browser, pages);
+    else if (config.scenario === 'moderation') await moderationScenario(browser, pages);
     else await chatScenario(browser, pages);
     for (const p of pages) check(p.errors.length === 0, `page ${p.name}: ${p.errors.join('\n')}`);
     emit('done', { ms: Date.now() - started });
