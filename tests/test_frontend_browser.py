@@ -140,7 +140,8 @@ class FrontendBrowserTests(TestCase):
         return driver.events
 
     async def test_two_pages_chat_over_sockjs_and_raw_websocket(self) -> None:
-        server = ServerProcess(self)
+        # visitors that close their page are gone after a one-second grace
+        server = ServerProcess(self, "--rejoin-grace", "1")
         await server.start()
         events = await self._drive("chat", server, deadline=150.0)
         steps = [e["name"] for e in events if e.get("ev") == "step"]
