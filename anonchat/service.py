@@ -278,8 +278,11 @@ class AnonchatService(service.Service):
         await self._start_archive(deadline)
         await self._reach("Redis (presence)", self.presence.start, self.presence.stop, deadline)
         await self._reach("Redis (typing relay)", self.relay.start, self.relay.stop, deadline)
-        await self._reach("the moderation store", self._start_moderation,
-                          lambda: Deferred.fromCoroutine(self.moderator.stop()), deadline)
+        if self.settings.redis:
+            await self._reach("the moderation store", self._start_moderation,
+                              lambda: Deferred.fromCoroutine(self.moderator.stop()), deadline)
+        else:
+            await self._start_moderation_degraded(deadline)
         self.flusher.start()
         self._backlog_sampler.start(5.0)
         try:
@@ -323,6 +326,21 @@ class AnonchatService(service.Service):
             self.room.use_rejoin_key(self.moderator.shared_key)
 
         return Deferred.fromCoroutine(start())
+
+    async def _start_moderation_degraded(self, deadline: float) -> None:
+        """Moderation in the database, like the archive: a database that is
+        away at start is no reason to stop; moderation comes on with it."""
+        attempt = self._start_moderation()
+        attempt.addTimeout(max(deadline - self.reactor.seconds(), 0.1), self.reactor)
+        try:
+            await attempt
+        except Exception:
+            if not self.running:
+                raise CancelledError() from None
+            # the database line above already says why
+            log.warn("moderation is off until the database answers: bans and mutes are not checked meanwhile")
+            self.moderator.start_later(
+                RETRY_EVERY * 5, lambda: self.room.use_rejoin_key(self.moderator.shared_key))
 
     def reload(self) -> None:
         """SIGHUP: read the blocked words file again."""

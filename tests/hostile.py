@@ -432,7 +432,9 @@ class HostileTestCase(TestCase):
     rss_growth_mib = 16
 
     async def start_server(self, *args: str, bystander_headers: dict[str, str] | None = None) -> None:
-        self.server = ServerProcess(self, *args)
+        # a client the server cut (or that vanished) is gone after a short
+        # rejoin grace, so the attacks can check its LEAVE
+        self.server = ServerProcess(self, "--rejoin-grace", "1", *args)
         await self.server.start()
         self.bystander = await Bystander.join(self.server, headers=bystander_headers)
         self.table = SummaryTable(f"{self.title}: {self.id().rpartition('.')[2]}")

@@ -39,7 +39,7 @@ class BudgetAttackTests(HostileTestCase):
         # client that stops reading really waits for its socket
         await self.start_server("--rate-limit", "0", "--max-replay", "400", "--frame-rate", "100",
                                 "--max-content", "20000",
-                                "--ws-ping-interval", "1", "--ws-ping-timeout", "1", "--rejoin-grace", "1")
+                                "--ws-ping-interval", "1", "--ws-ping-timeout", "1")
         ids = await self.history(400, size=19000)
         oldest = ids[0]
 

@@ -145,7 +145,7 @@ class WebSocketAdapterTests(TestCase):
 
     def test_dropped_connection_becomes_a_leave(self) -> Deferred[Any]:
         async def go() -> None:
-            svc = await start_service(self)
+            svc = await start_service(self, rejoin_grace=0.5)  # no rejoin within it: a LEAVE
             watcher = await self.client(svc)
             watcher.send(CONNECT + frame("SUBSCRIBE", id="w", destination="/topic/chat", receipt="s"))
             await watcher.wait_for_command("RECEIPT")

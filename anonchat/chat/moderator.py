@@ -10,6 +10,7 @@ a ban made on any node reaches this node's connections within that second
 from __future__ import annotations
 
 import math
+import secrets
 from typing import Callable, Sequence
 
 from twisted.internet.defer import Deferred
@@ -34,7 +35,11 @@ class Moderator:
         self.clock = clock
         self.blocked_words_path = blocked_words_path
         self.blocked = BlockedWords()
-        self._key: bytes | None = None
+        #: Until the shared key is read (the store may be away at start),
+        #: client ids are made with a key of this node's own: such a client
+        #: matches no ban, and is moderated by name.
+        self._key = secrets.token_bytes(32)
+        self.ready = False
         self._bans: dict[str, Sanction] = {}
         self._mutes: dict[str, Sanction] = {}
         self.slow_mode = 0
@@ -58,11 +63,35 @@ class Moderator:
             await self.audit.start()
         self._key = await self.store.client_key()
         await self.refresh()
-        self._refresher.start(self._refresh_every, now=False)
+        self.ready = True
+        if not self._refresher.running:
+            self._refresher.start(self._refresh_every, now=False)
+
+    def start_later(self, every: float, started: Callable[[], None]) -> None:
+        """The store could not be reached at start (the database is down):
+        try again every ``every`` seconds until it can; ``started`` then."""
+        async def attempt() -> None:
+            if self.ready:
+                return
+            try:
+                await self.start()
+            except Exception:
+                return
+            log.info("moderation store reachable again: moderation is on")
+            retry.stop()
+            started()
+
+        retry = self._retry = LoopingCall(attempt)
+        retry.clock = self.clock
+        retry.start(every, now=False)
+
+    _retry: LoopingCall | None = None
 
     async def stop(self) -> None:
         if self._refresher.running:
             self._refresher.stop()
+        if self._retry is not None and self._retry.running:
+            self._retry.stop()
         await self.store.stop()
         if self.audit is not None:
             await self.audit.stop()
@@ -112,12 +141,10 @@ class Moderator:
     @property
     def shared_key(self) -> bytes:
         """The secret every node shares (client ids, rejoin tokens)."""
-        assert self._key is not None, "moderator not started"
         return self._key
 
     def client_of(self, identity: str) -> str:
         """The opaque client id of an address or token subject."""
-        assert self._key is not None, "moderator not started"
         return client_id(self._key, identity)
 
     def ban_of(self, client: str) -> Sanction | None:
