@@ -1,0 +1,403 @@
+"""Moderation from outside (issue 12): two real ``twistd -n anonchat`` nodes on
+one Redis and one MariaDB, the real ``@stomp/stompjs`` (and
+``sockjs-client``) in Node, and the admin API over plain HTTP.
+
+A moderator acts on node A; the user it aims at is on node B. Each test
+prints one line per action (``report()``): what the user on the other node
+saw, and how many milliseconds after the admin request it arrived there.
+
+Every test client is on 127.0.0.1, so banning by address would ban them
+all: the nodes trust ``X-Forwarded-For`` from 127.0.0.1
+(``--trusted-proxies``) and every client presents its own address. The
+clients are one ``stomp_client.js`` run per test in its ``stdin`` mode: the
+test hands it one step at a time and reads what each client saw.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, cast
+
+import jwt
+from twisted.internet import reactor as _reactor
+from twisted.trial.unittest import TestCase
+
+from anonchat.chat.message import id_key
+from tests.hostile import http
+from tests.serverprocess import ServerProcess
+from tests.services import E2E_DIR, require_node
+from tests.test_archive_mysql import query_mysql
+from tests.test_cluster_faults import fresh_mysql, fresh_shared_redis, node_args, report, sleep, start_all, until
+from tests.test_e2e_stompjs import CHAT, ERRORS, NICKNAME, SEND, Events, NodeDriver, body
+
+reactor: Any = _reactor
+
+DRIVER = os.path.join(E2E_DIR, "stomp_client.js")
+ADMIN_TOKEN = "modsuite-admin-token-0123456789abcdef"
+ACCESS_SECRET = "modsuite-access-secret-0123456789abcdef"
+AUDIENCE = "anonchat-tests"
+REPORT = "/app/chat.report"
+XFF = "X-Forwarded-For"
+
+
+def address(n: int) -> str:
+    """A client address of its own (presented through X-Forwarded-For)."""
+    return f"10.12.0.{n}"
+
+
+def ms_since(start: float, at: float) -> int:
+    return round((at - start) * 1000)
+
+
+class StampedEvents(Events):
+    """The driver's events, each with the reactor time it arrived at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    def append(self, event: dict[str, Any]) -> None:
+        self.times.append(reactor.seconds())
+        super().append(event)
+
+    def at(self, event: dict[str, Any]) -> float:
+        return next(t for e, t in zip(self, self.times) if e is event)
+
+
+class LiveClients(NodeDriver):
+    """``stomp_client.js`` in its ``stdin`` mode: steps go one at a time, the
+    test looks at what came back in between. A failed step (a refused
+    CONNECT) is an event like any other, not the end of the run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events = StampedEvents()
+        self._line = 0
+
+    async def do(self, step: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+        """Run one step; its ``step`` or ``fail`` event."""
+        self._line += 1
+        line = self._line
+        self.process.write(json.dumps(step, ensure_ascii=False).encode("utf-8") + b"\n")
+        return await self.event(lambda e: e["ev"] in ("step", "fail") and e.get("line") == line, timeout,
+                                f"step {line} ({step['op']})")
+
+    async def ok(self, step: dict[str, Any], timeout: float = 10.0) -> None:
+        done = await self.do(step, timeout)
+        assert done["ev"] == "step", f"{step} failed: {done}\n{self.describe()}"
+
+    async def event(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0,
+                    what: str = "an event") -> dict[str, Any]:
+        """The first event (already here or to come) matching ``predicate``."""
+        found: list[dict[str, Any]] = []
+
+        def look() -> bool:
+            found[:] = [e for e in self.events if predicate(e)][:1]
+            return bool(found) or self.ended.called
+
+        try:
+            await until(look, timeout, what, step=0.01)
+        except AssertionError:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{self.describe()}") from None
+        if not found:
+            raise AssertionError(f"the driver exited before {what}\n{self.describe()}")
+        return found[0]
+
+    # -- a client's steps ---------------------------------------------------------
+
+    async def connect(self, c: str, node: ServerProcess, client_address: str, **more: Any) -> str:
+        """A stompjs client on ``node`` as ``client_address``; its nickname."""
+        await self.ok({"op": "connect", "c": c, "url": node.ws_url, "wsHeaders": {XFF: client_address},
+                       "heartbeat": [0, 0], **more})
+        return cast(str, self.events.connected(c)["user-name"])
+
+    async def subscribe(self, c: str, destination: str = CHAT, **headers: str) -> None:
+        await self.ok({"op": "subscribe", "c": c, "destination": destination,
+                       "id": f"{c}-{destination.rsplit('/', 1)[-1]}", "headers": headers})
+
+    async def send(self, c: str, content: str, receipt: str, destination: str = SEND,
+                   payload: dict[str, Any] | None = None) -> None:
+        """A SEND asking for a receipt, not waiting for it (a refusal answers
+        on the error queue instead)."""
+        text = json.dumps(payload, ensure_ascii=False) if payload is not None else body(content)
+        await self.ok({"op": "send", "c": c, "destination": destination, "body": text,
+                       "headers": {"receipt": receipt}})
+
+    async def answer(self, c: str, receipt: str, timeout: float = 5.0) -> dict[str, Any]:
+        """The RECEIPT, or the error that names the receipt instead."""
+        return await self.event(
+            lambda e: e.get("c") == c and (
+                (e["ev"] == "receipt" and e["headers"].get("receipt-id") == receipt)
+                or (e["ev"] == "message" and e["headers"]["destination"] == ERRORS
+                    and e["headers"].get("receipt-id") == receipt)), timeout, f"an answer to {receipt} on {c}")
+
+    async def chat_message(self, c: str, match: Callable[[dict[str, Any]], bool], timeout: float = 5.0,
+                           what: str = "a chat message") -> tuple[dict[str, Any], float]:
+        """The first /topic/chat message on ``c`` matching; (body, arrival time)."""
+        event = await self.event(
+            lambda e: e["ev"] == "message" and e.get("c") == c and e["headers"]["destination"] == CHAT
+            and match(json.loads(e["body"])), timeout, f"{what} on {c}")
+        return json.loads(event["body"]), self.events.at(event)
+
+    async def probe(self, c: str, prefix: str, until_answer: Callable[[dict[str, Any] | None], bool],
+                    timeout: float = 3.0) -> tuple[dict[str, Any], dict[str, dict[str, Any] | None]]:
+        """SEND numbered messages from ``c``, one every 100 ms, until one's
+        answer (None for a RECEIPT, else the error) satisfies
+        ``until_answer``: that answer's event, and every probe's content
+        with its answer."""
+        answers: dict[str, dict[str, Any] | None] = {}
+        deadline = reactor.seconds() + timeout
+        n = 0
+        while reactor.seconds() < deadline:
+            n += 1
+            content, receipt = f"{prefix} {n}", f"{c}-{prefix}-{n}".replace(" ", "-")
+            await self.send(c, content, receipt)
+            answer = await self.answer(c, receipt)
+            answers[content] = refused(answer)
+            if until_answer(answers[content]):
+                return answer, answers
+            await sleep(0.1)
+        raise AssertionError(f"no such answer to {prefix!r} within {timeout}s: {answers}")
+
+    def chat(self, c: str) -> list[dict[str, Any]]:
+        return self.events.bodies(c)
+
+
+def refused(answer: dict[str, Any]) -> dict[str, Any] | None:
+    """The error body when an answer is a refusal; None for a RECEIPT."""
+    return json.loads(answer["body"]) if answer["ev"] == "message" else None
+
+
+def as_instant(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+class ModerationTestCase(TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.node = require_node("@stomp/stompjs", "ws")
+
+    async def two_nodes(self, *extra: str) -> tuple[ServerProcess, ServerProcess]:
+        """Nodes A and B on this test's Redis db and MySQL database, sharing
+        the admin token, believing X-Forwarded-For from 127.0.0.1; no REST
+        rate limit (the test polls)."""
+        redis_url = await fresh_shared_redis(self)
+        self.mysql = await fresh_mysql(self)
+        args = node_args(redis_url, self.mysql, "--admin-token", ADMIN_TOKEN, "--trusted-proxies", "127.0.0.1",
+                         "--api-rate", "0", *extra)
+        a = ServerProcess(self, *args, name="node-a")
+        b = ServerProcess(self, *args, name="node-b")
+        await start_all(a, b)
+        return a, b
+
+    def clients(self) -> LiveClients:
+        driver = LiveClients()
+        scenario = json.dumps({"url": "", "steps": [{"op": "stdin"}]})
+        process = reactor.spawnProcess(driver, self.node, [self.node, DRIVER, scenario], env=dict(os.environ),
+                                       path=E2E_DIR)
+        driver.process = process
+
+        def end() -> Any:
+            if not driver.ended.called:
+                process.signalProcess("KILL")
+            return driver.ended
+
+        self.addCleanup(end)
+        return driver
+
+    async def admin(self, node: ServerProcess, method: str, path: str, payload: Any = None,
+                    token: str | None = ADMIN_TOKEN, client_address: str | None = None) -> tuple[int, Any]:
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if client_address is not None:
+            headers[XFF] = client_address
+        data = json.dumps(payload).encode("utf-8") if payload is not None else None
+        status, _, raw = await http(node, method, "/api/admin/" + path, headers, data)
+        return status, json.loads(raw) if raw else None
+
+    async def rest(self, node: ServerProcess, path: str, client_address: str, **headers: str) -> tuple[int, Any]:
+        status, _, raw = await http(node, "GET", path, {XFF: client_address, **headers})
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw
+
+    async def audit_log_matches_archive(self, node: ServerProcess, newest_first: list[tuple[str, str, str]]) -> None:
+        """GET log lists these actions newest first, and moderation_log holds the same rows."""
+        status, data = await self.admin(node, "GET", "log")
+        self.assertEqual(status, 200, data)
+        entries = data["log"]
+        self.assertEqual([(e["action"], e["target"], e["reason"]) for e in entries], newest_first)
+        stamps = [as_instant(e["at"]) for e in entries]
+        self.assertEqual(stamps, sorted(stamps, reverse=True))
+        rows = await query_mysql(self.mysql, "SELECT id, action, target, reason, created_at FROM moderation_log "
+                                             "ORDER BY created_at DESC, id DESC")
+        self.assertEqual([(str(r[0]), r[1], r[2], r[3], as_instant(r[4])) for r in rows],
+                         [(e["id"], e["action"], e["target"], e["reason"], as_instant(e["at"])) for e in entries])
+
+
+class BanTests(ModerationTestCase):
+    async def test_a_ban_on_one_node_closes_the_user_on_the_other_then_lifts_and_expires(self) -> None:
+        a, b = await self.two_nodes()
+        victim_at, watcher_at, bystander_at = address(1), address(2), address(3)
+        clients = self.clients()
+        victim = await clients.connect("v", b, victim_at)
+        await clients.subscribe("v")
+        await clients.subscribe("v", ERRORS)
+        await clients.connect("w", a, watcher_at)
+        await clients.subscribe("w")
+        await clients.send("v", "before the ban", "v-1")
+        await clients.chat_message("w", lambda m: m["content"] == "before the ban", what="v's message")
+
+        started = reactor.seconds()
+        status, ban = await self.admin(a, "POST", "bans", {"name": victim, "minutes": 0, "reason": "spam"})
+        self.assertEqual(status, 201, ban)
+        self.assertEqual((ban["name"], ban["reason"], ban["expires"]), (victim, "spam", None))
+        self.assertTrue(ban["id"] and ban["client"])
+        error = await clients.event(lambda e: e["ev"] == "stomp_error" and e["c"] == "v", 3, "v's ERROR")
+        self.assertEqual(error["headers"]["message"], "banned")
+        closed = await clients.event(lambda e: e["ev"] == "ws_close" and e["c"] == "v", 3, "v's close")
+        leave, left_at = await clients.chat_message(
+            "w", lambda m: (m["type"], m["sender"]) == ("LEAVE", victim), 3, "v's LEAVE")
+        close_ms = ms_since(started, clients.events.at(closed))
+        report("moderation:ban", other_node_user="ERROR banned + close", watcher="LEAVE",
+               error_ms=ms_since(started, clients.events.at(error)), close_ms=close_ms,
+               leave_ms=ms_since(started, left_at))
+        self.assertLess(close_ms, 2000, "the banned connection must be closed within 2 s")
+
+        # refused at every door of the other node, from that address only
+        await clients.do({"op": "raw", "c": "v-again", "url": b.ws_url, "wsHeaders": {XFF: victim_at},
+                          "timeout": 3000})
+        self.assertEqual(clients.events.of("ws_open", "v-again"), [])
+        self.assertIn("403", " ".join(e["message"] for e in clients.events.of("ws_error", "v-again")))
+        for method, path in (("GET", "/ws-chat/info"), ("POST", "/ws-chat/123/abcdefgh/xhr")):
+            status, _, _ = await http(b, method, path, {XFF: victim_at})
+            self.assertEqual(status, 403, f"SockJS {path}")
+        self.assertEqual((await http(b, "GET", "/ws-chat/info", {XFF: bystander_at}))[0], 200)
+        self.assertEqual((await self.rest(b, "/api/messages/recent", victim_at))[0], 403)
+        self.assertEqual((await self.rest(b, "/api/messages/recent", bystander_at))[0], 200)
+        status, bans = await self.admin(b, "GET", "bans")
+        self.assertEqual((status, [x["id"] for x in bans["bans"]]), (200, [ban["id"]]))
+
+        # lifted on node A: node B lets it in again
+        started = reactor.seconds()
+        self.assertEqual((await self.admin(a, "DELETE", f"bans/{ban['id']}"))[0], 204)
+        await until(lambda: self._rest_status_is(b, victim_at, 200), 3, "node B to lift the ban")
+        lifted_ms = ms_since(started, reactor.seconds())
+        self.assertRegex(await clients.connect("v2", b, victim_at), NICKNAME)
+        await clients.subscribe("v2", ERRORS)
+        report("moderation:unban", other_node_user="REST 200 and CONNECTED again", lifted_ms=lifted_ms)
+        self.assertEqual((await self.admin(a, "GET", "bans"))[1]["bans"], [])
+
+        # a ban by client, for 0.05 minutes: the new session goes, then the ban ends by itself
+        started = reactor.seconds()
+        status, short = await self.admin(a, "POST", "bans",
+                                         {"client": ban["client"], "minutes": 0.05, "reason": "cool off"})
+        self.assertEqual(status, 201, short)
+        self.assertEqual(as_instant(short["expires"]) - as_instant(short["created"]), timedelta(seconds=3))
+        error = await clients.event(lambda e: e["ev"] == "stomp_error" and e["c"] == "v2", 3, "v2's ERROR")
+        await clients.event(lambda e: e["ev"] == "ws_close" and e["c"] == "v2", 3, "v2's close")
+        self.assertEqual(error["headers"]["message"], "banned")
+        self.assertEqual((await self.rest(b, "/api/users", victim_at))[0], 403)
+        await until(lambda: self._rest_status_is(b, victim_at, 200), 6, "the short ban to expire")
+        expired_ms = ms_since(started, reactor.seconds())
+        await clients.connect("v3", b, victim_at)
+        report("moderation:ban-0.05min", other_node_user="ERROR banned + close, then let in",
+               error_ms=ms_since(started, clients.events.at(error)), expired_ms=expired_ms)
+        self.assertGreaterEqual(expired_ms, 2900)
+        self.assertLess(expired_ms, 5000)
+        self.assertEqual(clients.events.of("ws_close", "w"), [], "the watcher was never touched")
+
+        await self.audit_log_matches_archive(b, [("ban", ban["client"], "cool off"), ("unban", victim, ""),
+                                                 ("ban", victim, "spam")])
+
+    async def _rest_status_is(self, node: ServerProcess, client_address: str, status: int) -> bool:
+        return (await self.rest(node, "/api/messages/recent", client_address))[0] == status
+
+
+class MuteAndSlowModeTests(ModerationTestCase):
+    async def test_mute_and_slow_mode_set_on_one_node_hold_on_the_other(self) -> None:
+        a, b = await self.two_nodes()
+        clients = self.clients()
+        muted = await clients.connect("m", b, address(1))
+        await clients.subscribe("m", ERRORS)
+        await clients.connect("o", b, address(2))
+        await clients.subscribe("o", ERRORS)
+        await clients.connect("w", a, address(3))
+        await clients.subscribe("w")
+        await clients.send("m", "before the mute", "m-0")
+        await clients.chat_message("w", lambda m: m["content"] == "before the mute", what="m's message")
+
+        # muted on node A: node B refuses its SENDs with MUTED, until ...
+        started = reactor.seconds()
+        status, mute = await self.admin(a, "POST", "mutes", {"name": muted, "minutes": 5, "reason": "flood"})
+        self.assertEqual(status, 201, mute)
+        self.assertIsNotNone(mute["expires"])
+        first, probes = await clients.probe("m", "muted probe", lambda error: error is not None)
+        error = refused(first)
+        assert error is not None
+        self.assertEqual((error["code"], error["until"]), ("MUTED", mute["expires"]))
+        muted_ms = ms_since(started, clients.events.at(first))
+        await clients.send("m", "still muted", "m-still")
+        self.assertEqual((refused(await clients.answer("m", "m-still")) or {}).get("code"), "MUTED")
+        await clients.send("o", "others talk on", "o-1")
+        self.assertIsNone(refused(await clients.answer("o", "o-1")))
+        await clients.chat_message("w", lambda m: m["content"] == "others talk on", what="o's message")
+        self.assertEqual(clients.events.of("ws_close"), [], "a mute keeps the connection")
+        seen = {m["content"] for m in clients.chat("w")}
+        self.assertNotIn("still muted", seen)
+        self.assertEqual({c for c, e in probes.items() if e is None}, {c for c in probes if c in seen},
+                         "exactly the receipted probes were broadcast")
+        report("moderation:mute", other_node_user="MUTED with until, connection kept", muted_ms=muted_ms,
+               probes_passed_before=sum(1 for e in probes.values() if e is None))
+
+        started = reactor.seconds()
+        self.assertEqual((await self.admin(a, "DELETE", f"mutes/{mute['id']}"))[0], 204)
+        first, _ = await clients.probe("m", "unmuted probe", lambda error: error is None)
+        unmuted_ms = ms_since(started, clients.events.at(first))
+        content = json.loads(next(e for e in clients.events.of("message", "w")
+                                  if json.loads(e["body"])["content"].startswith("unmuted probe"))["body"])
+        self.assertEqual(content["sender"], muted)
+        report("moderation:unmute", other_node_user="RECEIPT, message broadcast", unmuted_ms=unmuted_ms)
+
+        # slow mode set on node A: both nodes show it, node B holds each user to it
+        started = reactor.seconds()
+        self.assertEqual(await self.admin(a, "PUT", "slow-mode", {"seconds": 5}), (200, {"seconds": 5}))
+        self.assertEqual((await self.rest(a, "/api/settings", address(9)))[1]["slow_mode"], 5)
+        await until(lambda: self._slow_mode_is(b, 5), 3, "node B's /api/settings to show slow mode")
+        shown_ms = ms_since(started, reactor.seconds())
+        await clients.send("m", "slow 1", "m-slow-1")
+        self.assertIsNone(refused(await clients.answer("m", "m-slow-1")))
+        await clients.send("m", "slow 2", "m-slow-2")
+        slowed = await clients.answer("m", "m-slow-2")
+        error = refused(slowed)
+        assert error is not None
+        self.assertEqual(error["code"], "SLOW_MODE")
+        self.assertIn(error["retry_after"], range(1, 6))
+        await clients.send("o", "another user's turn", "o-slow-1")
+        self.assertIsNone(refused(await clients.answer("o", "o-slow-1")), "slow mode is per user")
+        report("moderation:slow-mode", other_node_user="SLOW_MODE with retry_after", settings_shown_ms=shown_ms,
+               slow_mode_ms=ms_since(started, clients.events.at(slowed)), retry_after=error["retry_after"])
+
+        started = reactor.seconds()
+        self.assertEqual(await self.admin(a, "PUT", "slow-mode", {"seconds": 0}), (200, {"seconds": 0}))
+        await until(lambda: self._slow_mode_is(b, 0), 3, "node B's /api/settings to show slow mode off")
+        off_ms = ms_since(started, reactor.seconds())
+        await clients.send("m", "fast again", "m-fast")
+        self.assertIsNone(refused(await clients.answer("m", "m-fast")))
+        report("moderation:slow-mode-off", other_node_user="RECEIPT", settings_shown_ms=off_ms)
+
+        await self.audit_log_matches_archive(a, [("slow-mode", "0", ""), ("slow-mode", "5", ""),
+                                                 ("unmute", muted, ""), ("mute", muted, "flood")])
+
+    async def _slow_mode_is(self, node: ServerProcess, seconds: int) -> bool:
+        status, data = await self.rest(node, "/api/settings", address(9))
+        return status == 200 and data["slow_mode"] == seconds
