@@ -115,9 +115,9 @@ class LiveClients(NodeDriver):
                        "heartbeat": [0, 0], **more})
         return cast(str, self.events.connected(c)["user-name"])
 
-    async def subscribe(self, c: str, destination: str = CHAT, **headers: str) -> None:
+    async def subscribe(self, c: str, destination: str = CHAT, headers: dict[str, str] | None = None) -> None:
         await self.ok({"op": "subscribe", "c": c, "destination": destination,
-                       "id": f"{c}-{destination.rsplit('/', 1)[-1]}", "headers": headers})
+                       "id": f"{c}-{destination.rsplit('/', 1)[-1]}", "headers": headers or {}})
 
     async def send(self, c: str, content: str, receipt: str, destination: str = SEND,
                    payload: dict[str, Any] | None = None) -> None:
@@ -401,3 +401,107 @@ class MuteAndSlowModeTests(ModerationTestCase):
     async def _slow_mode_is(self, node: ServerProcess, seconds: int) -> bool:
         status, data = await self.rest(node, "/api/settings", address(9))
         return status == 200 and data["slow_mode"] == seconds
+
+
+class DeleteTests(ModerationTestCase):
+    async def test_a_deleted_message_is_gone_everywhere_before_and_after_its_flush(self) -> None:
+        # no timed flush during the test: the flusher runs when 20 messages
+        # have come through the feed (a full batch), when the test says so
+        a, b = await self.two_nodes("--flush-interval", "30", "--batch-size", "20")
+        clients = self.clients()
+        sender = await clients.connect("s", b, address(1))
+        for c, node, n in (("wa", a, 2), ("wb", b, 3)):
+            await clients.connect(c, node, address(n))
+            await clients.subscribe(c)
+        await clients.send("s", "kept", "s-kept")
+        kept, _ = await clients.chat_message("wa", lambda m: m["content"] == "kept", what="the first message")
+        await clients.chat_message("wb", lambda m: m["content"] == "kept", what="the first message")
+
+        # before its flush: not in MySQL yet, deleted from node A
+        await clients.send("s", "unflushed 🙈", "s-unflushed")
+        unflushed, _ = await clients.chat_message("wb", lambda m: m["content"] == "unflushed 🙈")
+        self.assertEqual(await self._archived(unflushed["id"]), None, "flushed too early for this test")
+        await self._delete_everywhere(a, b, clients, unflushed, kept, "before-flush")
+        self.assertEqual(await self._archived(unflushed["id"]), None)
+
+        # the flush (a full batch): the deleted message is archived with no content
+        for n in range(20):
+            await clients.send("s", f"filler {n}", f"s-filler-{n}")
+        await until(lambda: self._archived_is(unflushed["id"], ""), 10, "the batch holding it to be archived")
+        flushed = next(m for m in clients.chat("wb") if m["content"] == "filler 0")
+        self.assertEqual(await self._archived(flushed["id"]), "filler 0")
+
+        # after its flush: its content goes from MySQL at once
+        await self._delete_everywhere(a, b, clients, flushed, kept, "after-flush", archived=True)
+        self.assertEqual(await self._archived(kept["id"]), "kept")
+
+        # both nodes' subscribers saw the same stream, each DELETE after its target
+        streams = []
+        for c in ("wa", "wb"):
+            seen = clients.chat(c)
+            seen = seen[[m["id"] for m in seen].index(kept["id"]):]
+            streams.append([(m["id"], m["type"], m.get("target")) for m in seen])
+        self.assertEqual(streams[0], streams[1])
+        ids = [entry[0] for entry in streams[0]]
+        self.assertEqual(ids, sorted(ids, key=id_key))
+        for target in (unflushed["id"], flushed["id"]):
+            deletes = [i for i, entry in enumerate(streams[0]) if entry[1:] == ("DELETE", target)]
+            self.assertEqual(len(deletes), 1, target)
+            self.assertLess(ids.index(target), deletes[0])
+        self.assertEqual((await self.admin(a, "DELETE", "messages/1-0"))[0], 404)
+        await clients.send("s", "after all that", "s-after")
+        self.assertIsNone(refused(await clients.answer("s", "s-after")))
+        self.assertEqual(sender, clients.events.connected("s")["user-name"])
+
+    async def _delete_everywhere(self, a: ServerProcess, b: ServerProcess, clients: LiveClients,
+                                 target: dict[str, Any], kept: dict[str, Any], what: str,
+                                 archived: bool = False) -> None:
+        """DELETE messages/ID on node A; both nodes' subscribers get the
+        DELETE, and recent, history and a replay on either node omit it;
+        an ``archived`` message's content leaves MySQL at once."""
+        started = reactor.seconds()
+        status, _ = await self.admin(a, "DELETE", f"messages/{target['id']}")
+        self.assertEqual(status, 204)
+        erased = {}
+        if archived:
+            await until(lambda: self._archived_is(target["id"], ""), 1, "the archived content to be erased")
+            erased["mysql_erased_ms"] = ms_since(started, reactor.seconds())
+        arrivals = {}
+        for c in ("wa", "wb"):
+            deletion, at = await clients.chat_message(
+                c, lambda m: m["type"] == "DELETE" and m.get("target") == target["id"], 3, "the DELETE")
+            self.assertEqual((deletion["content"], set(deletion)),
+                             ("", {"id", "type", "sender", "content", "timestamp", "target"}))
+            self.assertGreater(id_key(deletion["id"]), id_key(target["id"]))
+            arrivals[c] = ms_since(started, at)
+        for node in (a, b):
+            status, recent = await self.rest(node, "/api/messages/recent?limit=500", address(9))
+            self.assertEqual(status, 200)
+            self.assertNotIn(target["id"], [m["id"] for m in recent])
+            self.assertIn(kept["id"], [m["id"] for m in recent])
+            status, page = await self.rest(node, "/api/messages?limit=500", address(9))
+            self.assertEqual(status, 200)
+            self.assertNotIn(target["id"], [m["id"] for m in page["messages"]])
+            self.assertIn(kept["id"], [m["id"] for m in page["messages"]])
+            # a client resuming from the message before it: the DELETE, never the message
+            c = f"resume-{what}-{node.port}"
+            await clients.connect(c, node, address(10))
+            await clients.subscribe(c, headers={"x-since-id": kept["id"]})
+            await clients.chat_message(c, lambda m: m.get("target") == target["id"], 3, "the replayed DELETE")
+            self.assertNotIn(target["id"], [m["id"] for m in clients.chat(c)])
+            await clients.ok({"op": "disconnect", "c": c})
+        report(f"moderation:delete-{what}", other_node_user="DELETE with target, in order",
+               node_b_ms=arrivals["wb"], node_a_ms=arrivals["wa"], **erased)
+
+    async def _archived(self, message_id: str) -> str | None:
+        """The content chat_messages holds for this id (None: no row)."""
+        try:
+            rows = await query_mysql(self.mysql, "SELECT content FROM chat_messages WHERE id = %s", message_id)
+        except Exception as e:
+            if "doesn't exist" in str(e):
+                return None
+            raise
+        return str(rows[0][0]) if rows else None
+
+    async def _archived_is(self, message_id: str, content: str) -> bool:
+        return await self._archived(message_id) == content
