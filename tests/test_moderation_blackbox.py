@@ -75,8 +75,12 @@ class LiveClients(NodeDriver):
 
     def __init__(self) -> None:
         super().__init__()
-        self.events = StampedEvents()
+        self._stamped = self.events = StampedEvents()
         self._line = 0
+
+    def at(self, event: dict[str, Any]) -> float:
+        """When this event arrived (reactor time)."""
+        return self._stamped.at(event)
 
     async def do(self, step: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
         """Run one step; its ``step`` or ``fail`` event."""
@@ -141,7 +145,7 @@ class LiveClients(NodeDriver):
         event = await self.event(
             lambda e: e["ev"] == "message" and e.get("c") == c and e["headers"]["destination"] == CHAT
             and match(json.loads(e["body"])), timeout, f"{what} on {c}")
-        return json.loads(event["body"]), self.events.at(event)
+        return json.loads(event["body"]), self.at(event)
 
     async def probe(self, c: str, prefix: str, until_answer: Callable[[dict[str, Any] | None], bool],
                     timeout: float = 3.0) -> tuple[dict[str, Any], dict[str, dict[str, Any] | None]]:
@@ -162,6 +166,13 @@ class LiveClients(NodeDriver):
                 return answer, answers
             await sleep(0.1)
         raise AssertionError(f"no such answer to {prefix!r} within {timeout}s: {answers}")
+
+    async def said(self, c: str, content: str, *watchers: str) -> dict[str, Any]:
+        """``c`` says ``content``; once every watcher has it, the message."""
+        await self.send(c, content, f"{c}-said-{len(self.events)}")
+        seen = [(await self.chat_message(w, lambda m: m["content"] == content, what=repr(content)))[0]
+                for w in watchers]
+        return seen[0]
 
     def chat(self, c: str) -> list[dict[str, Any]]:
         return self.events.bodies(c)
@@ -221,7 +232,10 @@ class ModerationTestCase(TestCase):
             headers[XFF] = client_address
         data = json.dumps(payload).encode("utf-8") if payload is not None else None
         status, _, raw = await http(node, method, "/api/admin/" + path, headers, data)
-        return status, json.loads(raw) if raw else None
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, raw
 
     async def rest(self, node: ServerProcess, path: str, client_address: str, **headers: str) -> tuple[int, Any]:
         status, _, raw = await http(node, "GET", path, {XFF: client_address, **headers})
@@ -254,8 +268,7 @@ class BanTests(ModerationTestCase):
         await clients.subscribe("v", ERRORS)
         await clients.connect("w", a, watcher_at)
         await clients.subscribe("w")
-        await clients.send("v", "before the ban", "v-1")
-        await clients.chat_message("w", lambda m: m["content"] == "before the ban", what="v's message")
+        await clients.said("v", "before the ban", "w")
 
         started = reactor.seconds()
         status, ban = await self.admin(a, "POST", "bans", {"name": victim, "minutes": 0, "reason": "spam"})
@@ -267,9 +280,9 @@ class BanTests(ModerationTestCase):
         closed = await clients.event(lambda e: e["ev"] == "ws_close" and e["c"] == "v", 3, "v's close")
         leave, left_at = await clients.chat_message(
             "w", lambda m: (m["type"], m["sender"]) == ("LEAVE", victim), 3, "v's LEAVE")
-        close_ms = ms_since(started, clients.events.at(closed))
+        close_ms = ms_since(started, clients.at(closed))
         report("moderation:ban", other_node_user="ERROR banned + close", watcher="LEAVE",
-               error_ms=ms_since(started, clients.events.at(error)), close_ms=close_ms,
+               error_ms=ms_since(started, clients.at(error)), close_ms=close_ms,
                leave_ms=ms_since(started, left_at))
         self.assertLess(close_ms, 2000, "the banned connection must be closed within 2 s")
 
@@ -311,7 +324,7 @@ class BanTests(ModerationTestCase):
         expired_ms = ms_since(started, reactor.seconds())
         await clients.connect("v3", b, victim_at)
         report("moderation:ban-0.05min", other_node_user="ERROR banned + close, then let in",
-               error_ms=ms_since(started, clients.events.at(error)), expired_ms=expired_ms)
+               error_ms=ms_since(started, clients.at(error)), expired_ms=expired_ms)
         self.assertGreaterEqual(expired_ms, 2900)
         self.assertLess(expired_ms, 5000)
         self.assertEqual(clients.events.of("ws_close", "w"), [], "the watcher was never touched")
@@ -333,8 +346,7 @@ class MuteAndSlowModeTests(ModerationTestCase):
         await clients.subscribe("o", ERRORS)
         await clients.connect("w", a, address(3))
         await clients.subscribe("w")
-        await clients.send("m", "before the mute", "m-0")
-        await clients.chat_message("w", lambda m: m["content"] == "before the mute", what="m's message")
+        await clients.said("m", "before the mute", "w")
 
         # muted on node A: node B refuses its SENDs with MUTED, until ...
         started = reactor.seconds()
@@ -345,7 +357,7 @@ class MuteAndSlowModeTests(ModerationTestCase):
         error = refused(first)
         assert error is not None
         self.assertEqual((error["code"], error["until"]), ("MUTED", mute["expires"]))
-        muted_ms = ms_since(started, clients.events.at(first))
+        muted_ms = ms_since(started, clients.at(first))
         await clients.send("m", "still muted", "m-still")
         self.assertEqual((refused(await clients.answer("m", "m-still")) or {}).get("code"), "MUTED")
         await clients.send("o", "others talk on", "o-1")
@@ -362,7 +374,7 @@ class MuteAndSlowModeTests(ModerationTestCase):
         started = reactor.seconds()
         self.assertEqual((await self.admin(a, "DELETE", f"mutes/{mute['id']}"))[0], 204)
         first, _ = await clients.probe("m", "unmuted probe", lambda error: error is None)
-        unmuted_ms = ms_since(started, clients.events.at(first))
+        unmuted_ms = ms_since(started, clients.at(first))
         content = json.loads(next(e for e in clients.events.of("message", "w")
                                   if json.loads(e["body"])["content"].startswith("unmuted probe"))["body"])
         self.assertEqual(content["sender"], muted)
@@ -385,7 +397,7 @@ class MuteAndSlowModeTests(ModerationTestCase):
         await clients.send("o", "another user's turn", "o-slow-1")
         self.assertIsNone(refused(await clients.answer("o", "o-slow-1")), "slow mode is per user")
         report("moderation:slow-mode", other_node_user="SLOW_MODE with retry_after", settings_shown_ms=shown_ms,
-               slow_mode_ms=ms_since(started, clients.events.at(slowed)), retry_after=error["retry_after"])
+               slow_mode_ms=ms_since(started, clients.at(slowed)), retry_after=error["retry_after"])
 
         started = reactor.seconds()
         self.assertEqual(await self.admin(a, "PUT", "slow-mode", {"seconds": 0}), (200, {"seconds": 0}))
@@ -413,13 +425,10 @@ class DeleteTests(ModerationTestCase):
         for c, node, n in (("wa", a, 2), ("wb", b, 3)):
             await clients.connect(c, node, address(n))
             await clients.subscribe(c)
-        await clients.send("s", "kept", "s-kept")
-        kept, _ = await clients.chat_message("wa", lambda m: m["content"] == "kept", what="the first message")
-        await clients.chat_message("wb", lambda m: m["content"] == "kept", what="the first message")
+        kept = await clients.said("s", "kept", "wa", "wb")
 
         # before its flush: not in MySQL yet, deleted from node A
-        await clients.send("s", "unflushed 🙈", "s-unflushed")
-        unflushed, _ = await clients.chat_message("wb", lambda m: m["content"] == "unflushed 🙈")
+        unflushed = await clients.said("s", "unflushed 🙈", "wb")
         self.assertEqual(await self._archived(unflushed["id"]), None, "flushed too early for this test")
         await self._delete_everywhere(a, b, clients, unflushed, kept, "before-flush")
         self.assertEqual(await self._archived(unflushed["id"]), None)
@@ -505,3 +514,158 @@ class DeleteTests(ModerationTestCase):
 
     async def _archived_is(self, message_id: str, content: str) -> bool:
         return await self._archived(message_id) == content
+
+
+class ReportTests(ModerationTestCase):
+    async def test_reports_count_each_user_once_show_the_message_and_are_dismissed(self) -> None:
+        a, b = await self.two_nodes()
+        clients = self.clients()
+        await clients.connect("s", b, address(1))
+        await clients.subscribe("s")
+        await clients.connect("p", a, address(2))
+        await clients.subscribe("p", ERRORS)
+        await clients.connect("q", b, address(3))
+        reported = await clients.said("s", "report me 🚩", "s")
+
+        # p (node A) reports it twice, q (node B) once: two reports, counted on either node
+        for n in (1, 2):
+            await clients.send("p", "", f"p-report-{n}", REPORT, {"id": reported["id"], "reason": "rude"})
+            self.assertIsNone(refused(await clients.answer("p", f"p-report-{n}")))
+        await clients.send("q", "", "q-report", REPORT, {"id": reported["id"], "reason": "spam"})
+        self.assertIsNone(refused(await clients.answer("q", "q-report")))
+        for node in (a, b):
+            status, data = await self.admin(node, "GET", "reports")
+            self.assertEqual((status, data["count"]), (200, 1), data)
+            [entry] = data["reports"]
+            self.assertEqual((entry["id"], entry["count"], sorted(entry["reasons"])),
+                             (reported["id"], 2, ["rude", "spam"]))
+            self.assertEqual(entry["message"], reported)
+
+        # an id nobody sent: NOT_FOUND, naming the receipt
+        await clients.send("p", "", "p-unknown", REPORT, {"id": "1-0", "reason": "?"})
+        error = refused(await clients.answer("p", "p-unknown"))
+        self.assertEqual((error or {}).get("code"), "NOT_FOUND")
+        self.assertEqual((error or {}).get("receipt"), "p-unknown")
+
+        # dismissed on node B: gone from node A's list too
+        started = reactor.seconds()
+        self.assertEqual((await self.admin(b, "DELETE", f"reports/{reported['id']}"))[0], 204)
+        self.assertEqual(await self.admin(a, "GET", "reports"), (200, {"reports": [], "count": 0}))
+        report("moderation:dismiss-report", other_node_admin="GET reports empty",
+               dismissed_ms=ms_since(started, reactor.seconds()))
+        self.assertEqual((await self.admin(b, "DELETE", f"reports/{reported['id']}"))[0], 404)
+        self.assertEqual(clients.events.of("ws_close"), [])
+
+
+class BlockedWordsTests(ModerationTestCase):
+    async def test_blocked_words_are_refused_and_reloaded_on_sighup(self) -> None:
+        words = os.path.join(os.path.abspath(self.mktemp()))
+        with open(words, "w", encoding="utf-8") as f:
+            f.write("# words nobody may say\nbadword\nforbidden phrase\n")
+        node = ServerProcess(self, "--blocked-words", words, "--rate-limit", "0", "--api-rate", "0", name="node")
+        await node.start()
+        clients = self.clients()
+        await clients.connect("s", node, address(1))
+        await clients.subscribe("s", ERRORS)
+        sent = {"a BadWord here": "BLOCKED_CONTENT", "ｂａｄｗｏｒｄ in full width": "BLOCKED_CONTENT",
+                "a FORBIDDEN Phrase": "BLOCKED_CONTENT", "forbidden, phrase apart": None, "newword": None}
+        for n, (content, code) in enumerate(sent.items()):
+            await clients.send("s", content, f"s-{n}")
+            self.assertEqual((refused(await clients.answer("s", f"s-{n}")) or {}).get("code"), code, content)
+
+        with open(words, "w", encoding="utf-8") as f:
+            f.write("newword\n")
+        started = reactor.seconds()
+        node.signal(signal.SIGHUP)
+        first, _ = await clients.probe("s", "a newword", lambda error: error is not None)
+        self.assertEqual((refused(first) or {}).get("code"), "BLOCKED_CONTENT")
+        await clients.send("s", "badword is fine now", "s-after")
+        self.assertIsNone(refused(await clients.answer("s", "s-after")))
+        report("moderation:blocked-words-sighup", user="BLOCKED_CONTENT for the new word, the old one passes",
+               reload_ms=ms_since(started, clients.at(first)))
+        self.assertTrue(node.running)
+        status, recent = await self.rest(node, "/api/messages/recent", address(9))
+        stored = {m["content"] for m in recent if m["type"] == "CHAT"}
+        self.assertEqual(stored, {"forbidden, phrase apart", "newword", "badword is fine now"})
+
+
+def access_token(secret: str = ACCESS_SECRET, **claims: Any) -> str:
+    claims.setdefault("exp", int(time.time()) + 600)
+    claims.setdefault("aud", AUDIENCE)
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+class AccessTokenTests(ModerationTestCase):
+    async def test_only_valid_tokens_chat_over_websocket_and_sockjs(self) -> None:
+        node = ServerProcess(self, "--access-jwt-secret", ACCESS_SECRET, "--access-jwt-audience", AUDIENCE,
+                             "--api-rate", "0", name="node")
+        await node.start()
+        clients = self.clients()
+        bad = {
+            "expired": access_token(sub="u1", exp=int(time.time()) - 30),
+            "wrong-signature": access_token("another-secret-0123456789abcdef-0123", sub="u1"),
+            "wrong-audience": access_token(sub="u1", aud="somewhere-else"),
+            "none": None,
+        }
+        for carrier in ("websocket", "sockjs"):
+            more = {"sockjs": "xhr-streaming", "timeout": 10000} if carrier == "sockjs" else {}
+            c = f"ok-{carrier}"
+            name = await clients.connect(c, node, address(1), headers={"passcode": access_token(sub="u1")}, **more)
+            self.assertRegex(name, NICKNAME, "the token's identity is never shown")
+            await clients.send(c, f"hello over {carrier}", f"{c}-1")
+            self.assertIsNone(refused(await clients.answer(c, f"{c}-1")))
+            for why, token in bad.items():
+                c = f"{why}-{carrier}"
+                headers = {"passcode": token} if token is not None else {}
+                done = await clients.do({"op": "connect", "c": c, "url": node.ws_url, "headers": headers,
+                                         "heartbeat": [0, 0], **more}, timeout=15)
+                self.assertEqual(done["ev"], "fail", c)
+                errors = clients.events.of("stomp_error", c)
+                self.assertEqual([e["headers"]["message"] for e in errors], ["access denied"], c)
+                await clients.event(lambda e: e["ev"] == "ws_close" and e["c"] == c, 3, f"{c} to be closed")
+                self.assertEqual(clients.events.of("connected", c), [])
+
+        self.assertEqual(clients.events.of("ws_open", "ok-sockjs")[0]["transport"], "xhr-streaming")
+
+        # REST: a bearer token, but for the settings and the health check
+        valid = access_token(sub="u2")
+        self.assertEqual((await self.rest(node, "/api/messages/recent", address(2),
+                                          Authorization=f"Bearer {valid}"))[0], 200)
+        for headers in ({}, {"Authorization": f"Bearer {bad['expired']}"}, {"Authorization": valid}):
+            status, _, _ = await http(node, "GET", "/api/users", headers)
+            self.assertEqual(status, 401, headers)
+        status, settings = await self.rest(node, "/api/settings", address(2))
+        self.assertEqual((status, settings["access"]), (200, "token"))
+        self.assertEqual((await self.rest(node, "/healthz", address(2)))[0], 200)
+
+
+class AdminApiTests(ModerationTestCase):
+    async def test_the_admin_api_wants_its_token_and_exists_only_with_one(self) -> None:
+        node = ServerProcess(self, "--admin-token", ADMIN_TOKEN, "--trusted-proxies", "127.0.0.1",
+                             "--api-rate", "0", name="node")
+        closed = ServerProcess(self, name="no-admin")
+        await start_all(node, closed)
+        clients = self.clients()
+        name = await clients.connect("u", node, address(1))
+
+        status, _, raw = await http(node, "GET", "/api/admin/users")
+        self.assertEqual(status, 401, raw)
+        self.assertEqual((await self.admin(node, "GET", "users", token="wrong-token-0123456789"))[0], 403)
+        status, users = await self.admin(node, "GET", "users")
+        self.assertEqual((status, [u["name"] for u in users["users"]], users["count"]), (200, [name], 1))
+        self.assertRegex(users["users"][0]["client"], "^[0-9a-f]{8,}$")
+        self.assertNotIn(address(1), json.dumps(users))
+
+        # one address guessing tokens is stopped; another address is not
+        guesses = [(await self.admin(node, "GET", "users", token=f"guess-{n}", client_address=address(7)))[0]
+                   for n in range(12)]
+        self.assertEqual(guesses[:10], [403] * 10)
+        self.assertEqual(guesses[-1], 429)
+        status, headers, _ = await http(node, "GET", "/api/admin/users",
+                                        {"Authorization": "Bearer guess-13", XFF: address(7)})
+        self.assertEqual((status, headers.get("retry-after")), (429, "60"))
+        self.assertEqual((await self.admin(node, "GET", "users", client_address=address(8)))[0], 200)
+
+        # no --admin-token: no admin API at all
+        for token in (None, ADMIN_TOKEN):
+            self.assertEqual((await self.admin(closed, "GET", "users", token=token))[0], 404)
