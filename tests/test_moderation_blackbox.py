@@ -596,9 +596,10 @@ def access_token(secret: str = ACCESS_SECRET, **claims: Any) -> str:
 
 
 class AccessTokenTests(ModerationTestCase):
-    async def test_only_valid_tokens_chat_over_websocket_and_sockjs(self) -> None:
+    async def test_only_valid_tokens_chat_over_websocket_and_sockjs_and_a_ban_follows_the_subject(self) -> None:
         node = ServerProcess(self, "--access-jwt-secret", ACCESS_SECRET, "--access-jwt-audience", AUDIENCE,
-                             "--api-rate", "0", name="node")
+                             "--admin-token", ADMIN_TOKEN, "--trusted-proxies", "127.0.0.1", "--api-rate", "0",
+                             name="node")
         await node.start()
         clients = self.clients()
         bad = {
@@ -637,6 +638,19 @@ class AccessTokenTests(ModerationTestCase):
         status, settings = await self.rest(node, "/api/settings", address(2))
         self.assertEqual((status, settings["access"]), (200, "token"))
         self.assertEqual((await self.rest(node, "/healthz", address(2)))[0], 200)
+
+        # a ban follows the token's subject to another address
+        banned = clients.events.connected("ok-websocket")["user-name"]
+        status, ban = await self.admin(node, "POST", "bans", {"name": banned, "minutes": 0, "reason": "x"})
+        self.assertEqual(status, 201, ban)
+        await clients.event(lambda e: e["ev"] == "ws_close" and e["c"] == "ok-websocket", 3, "the ban to close it")
+        done = await clients.do({"op": "connect", "c": "moved", "url": node.ws_url, "wsHeaders": {XFF: address(5)},
+                                 "headers": {"passcode": access_token(sub="u1")}, "heartbeat": [0, 0]})
+        self.assertEqual(done["ev"], "fail")
+        self.assertEqual([e["headers"]["message"] for e in clients.events.of("stomp_error", "moved")], ["banned"])
+        self.assertEqual((await self.rest(node, "/api/users", address(5),
+                                          Authorization=f"Bearer {access_token(sub='u1')}"))[0], 403)
+        await clients.connect("other-subject", node, address(1), headers={"passcode": access_token(sub="u3")})
 
 
 class AdminApiTests(ModerationTestCase):
