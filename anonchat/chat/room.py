@@ -534,6 +534,13 @@ class ChatRoom:
             return False
         if await self.moderator.store.mark_deleted(message_id):
             self._append_until_stored(ChatMessage.deletion(message_id, self._now_ms()))
+            if self.archive is not None:
+                # already archived: erased now, not when the DELETE is next
+                # flushed; if the database is away, that flush erases it
+                erased = self.archive.erase([message_id])
+                erased.addErrback(lambda f: log.warn("a deleted message is erased from the archive later: {error}",
+                                                     error=f.type.__name__))
+                self._track(erased)
             await self.moderator.record("delete", message_id, "")
         return True
 

@@ -12,6 +12,8 @@
 //
 //   {"op": "connect", "c": "a", "versions": ["1.2"], "heartbeat": [in, out],
 //    "headers": {...}}                 stompjs Client, resolves on CONNECTED
+//   any connect or raw step may name its own "url" (another node) and, on
+//   a raw WebSocket, "wsHeaders" for the handshake (X-Forwarded-For...)
 //   {"op": "connect", "c": "a", "sockjs": "xhr-polling"}
 //                                      the same over the real sockjs-client,
 //                                      restricted to that one transport
@@ -38,6 +40,11 @@
 //                                      report each message and the close
 //   {"op": "mark", "name": "ready"}    print {"ev": "mark", "name": ...}
 //   {"op": "input"}                    wait for one line on stdin (the test's go)
+//   {"op": "stdin"}                    from now on, run steps read from stdin,
+//                                      one JSON object a line, until stdin
+//                                      ends; each prints {"ev": "step"} or
+//                                      {"ev": "fail"} with its "line" number,
+//                                      and a failed one does not end the run
 'use strict';
 
 const path = require('path');
@@ -105,7 +112,7 @@ function connect(url, step) {
     reconnectDelay: 0,
     webSocketFactory: () => {
       if (step.sockjs) return openSockJS(url, step, state);
-      const ws = new WebSocket(url, versions.protocolVersions());
+      const ws = new WebSocket(url, versions.protocolVersions(), { headers: step.wsHeaders || {} });
       // A bare EOL in its own WebSocket message is a server heart-beat.
       ws.on('message', (data) => countHeartbeat(state, name, data.toString('utf8')));
       ws.on('open', () => emit('ws_open', { c: name, protocol: ws.protocol }));
@@ -180,7 +187,7 @@ function matching(state, step) {
 
 function raw(url, step) {
   return new Promise((resolve) => {
-    const ws = new WebSocket(url, step.protocols || ['v12.stomp']);
+    const ws = new WebSocket(url, step.protocols || ['v12.stomp'], { headers: step.wsHeaders || {} });
     const timer = setTimeout(() => {
       emit('raw_timeout', { c: step.c });
       ws.terminate();
@@ -199,8 +206,9 @@ function raw(url, step) {
   });
 }
 
-async function runStep(url, step) {
+async function runStep(scenarioUrl, step) {
   const state = clients[step.c];
+  const url = step.url || scenarioUrl;
   switch (step.op) {
     case 'connect': return connect(url, step);
     case 'subscribe': return subscribe(step);
@@ -223,7 +231,24 @@ async function runStep(url, step) {
     case 'input':
       stdinLines = stdinLines || readline.createInterface({ input: process.stdin });
       return new Promise((resolve) => stdinLines.once('line', () => resolve()));
+    case 'stdin': return stepsFromStdin(url);
     default: throw new Error(`unknown op ${step.op}`);
+  }
+}
+
+async function stepsFromStdin(url) {
+  stdinLines = stdinLines || readline.createInterface({ input: process.stdin });
+  let line = 0;
+  for await (const text of stdinLines) {
+    if (!text.trim()) continue;
+    line += 1;
+    const step = JSON.parse(text);
+    try {
+      await runStep(url, step);
+      emit('step', { line, op: step.op });
+    } catch (err) {
+      emit('fail', { line, op: step.op, message: String(err && err.message) });
+    }
   }
 }
 
