@@ -21,6 +21,11 @@ from anonchat.store.sql_archive import SqlArchive
 from anonchat.store.sql_replica import RECHECK_SECONDS
 from tests.archive_contract import BASE_MS, ids, message, sequence
 from tests.privatemariadb import MariaDBPair, shared_pair
+from tests.serverprocess import ServerProcess
+from tests.test_cluster_faults import Chatter, until
+from tests.test_history_resume import Http, Resumer, caught_up, chatters, flatten, stream_of
+from tests.test_history_resume import ids as message_ids
+from tests.test_history_resume import walk as walk_over_rest
 
 #: older than every stored message, and only ever on the replica
 REPLICA_ONLY = message(f"{BASE_MS}-1", "on the replica alone")
@@ -134,3 +139,75 @@ class ReplicaArchiveTests(unittest.TestCase):
         second = reactor.seconds() - started
         self.assertLess(first, 5.0)
         self.assertLess(second, 0.5, "the replica is skipped for a while after it timed out")
+
+
+class ReplicaNodeTests(unittest.TestCase):
+    """A real node with ``--database`` on the private primary and
+    ``--database-replica`` on its replica: REST history walks and a replay
+    before, during and after a replica outage."""
+
+    timeout = 120
+    #: the row only the replica has: the oldest of all, so every full walk ends on it
+    MARKER = ("1-0", 1, 0, "CHAT", "익명-00000", "on the replica alone", "1970-01-01 00:00:00.001")
+
+    async def archived(self, count: int) -> None:
+        async def done() -> bool:
+            rows = await threads.deferToThread(self.pair.primary.query, "SELECT COUNT(*) FROM chat_messages",
+                                               database=self.database)
+            return bool(rows[0][0] == count)
+
+        await until(done, 20, f"{count} messages archived on the primary", step=0.1)
+
+    async def walk(self, http: Http, limit: int) -> list[str]:
+        return message_ids(flatten(self, await walk_over_rest(http, limit), limit))
+
+    async def test_history_walks_and_replays_have_no_hole_while_the_replica_is_down(self) -> None:
+        self.pair = await shared_pair(self)
+        self.database = await threads.deferToThread(self.pair.fresh_database)
+        server = ServerProcess(
+            self, "--database", self.pair.primary.url(self.database),
+            "--database-replica", self.pair.replica.url(self.database, connect_timeout="1", read_timeout="2"),
+            "--redis-retain", "5", "--flush-interval", "0.1", "--api-rate", "0", "--rate-limit", "0",
+            "--frame-rate", "0", "--max-replay", "10000", "--rejoin-grace", "0", name="replica-node")
+        await server.start()
+        http = Http(self, server.url)
+        made = chatters(self)
+        sender = Chatter(server, "s")
+        made.append(sender)
+        await sender.join()
+        join = (await http.json("/api/messages/recent?limit=1"))[0]
+        for _ in range(40):
+            sender.send()
+        await caught_up(sender, sender)
+        await self.archived(41)
+        await threads.deferToThread(self.pair.caught_up)
+        await threads.deferToThread(
+            self.pair.replica.query, "INSERT INTO chat_messages (id, id_ms, id_seq, type, sender, content, created_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)", *self.MARKER, database=self.database)
+        marker = self.MARKER[0]
+        self.assertEqual(await self.walk(http, 7), [marker, *message_ids(stream_of(sender, join))],
+                         "a caught-up replica serves the walk")
+
+        await threads.deferToThread(self.pair.replica.kill)
+        for _ in range(15):
+            sender.send()
+        await caught_up(sender, sender)
+        await self.archived(56)
+        everything = message_ids(stream_of(sender, join))
+        for limit in (7, 50):
+            self.assertEqual(await self.walk(http, limit), everything, f"limit {limit} with the replica down")
+        resumer = Resumer(server, "r")
+        made.append(resumer)
+        await resumer.join(since=join["id"])
+        await until(lambda: len(resumer.messages()) >= 55, 10, "the replay of every CHAT")
+        self.assertEqual(message_ids(resumer.messages()), everything[1:], "the replay: every CHAT after the JOIN")
+
+        await self.pair.healthy()
+        await sleep(RECHECK_SECONDS)
+        everything = message_ids(stream_of(sender, join))  # now with the resumer's JOIN
+        await self.archived(len(everything))
+        self.assertEqual(await self.walk(http, 7), [marker, *everything], "the replica serves again")
+        log = server.read_log()
+        self.assertEqual(log.count("History reads go to the primary"), 1, log[-3000:])
+        self.assertEqual(log.count("The database replica serves history reads again"), 1)
+        self.assertNotIn("안녕하세요", log)
