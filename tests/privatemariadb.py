@@ -27,6 +27,7 @@ from typing import Any
 from twisted.internet import threads
 from twisted.trial.unittest import TestCase
 
+from tests.childprocess import ChildServer
 from tests.serverprocess import free_port
 from tests.services import unavailable
 
@@ -54,7 +55,7 @@ def _die_with_parent() -> None:
     with_errno.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-class PrivateMariaDB:
+class PrivateMariaDB(ChildServer):
     """One ``mariadbd`` on 127.0.0.1:``port``; root has no password.
     ``launch`` runs in the reactor's thread; the blocking methods in a pool
     thread (``await start()`` does both)."""
@@ -103,26 +104,6 @@ class PrivateMariaDB:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"private MariaDB {self.datadir} did not start; see {self.error_log}") from None
                 time.sleep(0.1)
-
-    def kill(self) -> None:
-        """SIGKILL (after SIGCONT, so a paused server dies at once)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-
-    def pause(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     def query(self, sql: str, *args: Any, database: str | None = None) -> list[tuple[Any, ...]]:
         """One statement on a fresh connection (autocommit); its rows."""

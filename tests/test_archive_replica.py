@@ -22,8 +22,8 @@ from anonchat.store.sql_replica import RECHECK_SECONDS
 from tests.archive_contract import BASE_MS, ids, message, sequence
 from tests.privatemariadb import MariaDBPair, shared_pair
 from tests.serverprocess import ServerProcess
-from tests.test_cluster_faults import Chatter, until
-from tests.test_history_resume import Http, Resumer, caught_up, chatters, flatten, stream_of
+from tests.test_cluster_faults import until
+from tests.test_history_resume import Http, Resumer, caught_up, first_chatter, flatten, stream_of
 from tests.test_history_resume import ids as message_ids
 from tests.test_history_resume import walk as walk_over_rest
 
@@ -170,12 +170,7 @@ class ReplicaNodeTests(unittest.TestCase):
             "--redis-retain", "5", "--flush-interval", "0.1", "--api-rate", "0", "--rate-limit", "0",
             "--frame-rate", "0", "--max-replay", "10000", "--rejoin-grace", "0", name="replica-node")
         await server.start()
-        http = Http(self, server.url)
-        made = chatters(self)
-        sender = Chatter(server, "s")
-        made.append(sender)
-        await sender.join()
-        join = (await http.json("/api/messages/recent?limit=1"))[0]
+        http, made, sender, join = await first_chatter(self, server, "s")
         for _ in range(40):
             sender.send()
         await caught_up(sender, sender)
