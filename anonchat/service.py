@@ -113,7 +113,7 @@ class AnonchatService(service.Service):
         self.metrics = Metrics()
         self.buffer = make_buffer(settings, reactor)
         self.archive: IMessageArchive = SqlArchive.from_url(
-            settings.database, reactor=reactor, readers=settings.history_readers)
+            settings.database, reactor=reactor, readers=settings.history_readers, replica=settings.database_replica)
         self.presence: IPresence = InMemoryPresence()
         self.relay: IRelay = LocalRelay()
         if settings.redis:

@@ -126,6 +126,12 @@ def _database_url(value: str) -> str:
     return value
 
 
+def _replica_url(value: str) -> str:
+    if value.partition(":")[0].lower() != "mysql":
+        raise ValueError("a read replica is mysql://user:password@host:port/db")
+    return _database_url(value)
+
+
 #: Zero means "off" (or "none kept") for these; the others must be positive.
 _count = _at_least(int, zero_allowed=True)
 _number = _at_least(float, zero_allowed=True)
@@ -182,6 +188,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("access-jwt-secret", None, _secret, "HS256 secret: only holders of a signed token may chat"),
     Option("access-jwt-public-key", None, _readable_file, "PEM public key (RS256/ES256): only token holders may chat"),
     Option("access-jwt-audience", None, str, "the audience access tokens must name"),
+    Option("database-replica", None, _replica_url, "mysql://user:password@host:port/db: a read replica for history"),
     Option("config", None, str, "an ini file with an [anonchat] section (example: etc/anonchat.ini)"),
 )
 
@@ -236,6 +243,7 @@ class Settings:
     access_jwt_secret: str | None = _DEFAULTS["access_jwt_secret"]
     access_jwt_public_key: str | None = _DEFAULTS["access_jwt_public_key"]
     access_jwt_audience: str | None = _DEFAULTS["access_jwt_audience"]
+    database_replica: str | None = _DEFAULTS["database_replica"]
     config: str | None = _DEFAULTS["config"]
 
 
@@ -265,6 +273,8 @@ def resolve(command_line: Mapping[str, str | None], environ: Mapping[str, str]) 
     for one, other in (("admin-token", "admin-token-file"), ("access-jwt-secret", "access-jwt-public-key")):
         if values[attribute(one)] is not None and values[attribute(other)] is not None:
             raise SettingsError(f"--{one} and --{other}: give one of them, not both")
+    if values["database_replica"] is not None and not values["database"].lower().startswith("mysql:"):
+        raise SettingsError("--database-replica needs a mysql:// --database to be a replica of")
     return Settings(**values)
 
 

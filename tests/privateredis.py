@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -20,6 +19,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
+from tests.childprocess import ChildServer
 from tests.serverprocess import free_port
 from tests.services import unavailable
 
@@ -33,7 +33,7 @@ def require_redis_server() -> str:
     return REDIS_SERVER
 
 
-class PrivateRedis:
+class PrivateRedis(ChildServer):
     def __init__(self, test: TestCase, *extra: str, tls: bool = False) -> None:
         """``extra`` are redis-server options; with ``tls`` they must set up
         ``--tls-port`` on ``self.port`` and plain TCP is off."""
@@ -69,28 +69,12 @@ class PrivateRedis:
         except OSError:
             return False
 
-    def kill(self) -> None:
-        """SIGKILL (after SIGCONT, so a paused server dies at once)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-
     def crash(self) -> None:
         """SIGKILL as it is, paused or not: what it had not answered never is."""
         assert self.process is not None
         self.process.kill()
         self.process.wait()
         self.process = None
-
-    def pause(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
 
     def cleanup(self) -> None:
         self.kill()

@@ -114,6 +114,20 @@ def chatters(test: unittest.TestCase) -> list[Chatter]:
     return made
 
 
+async def first_chatter(test: unittest.TestCase, server: ServerProcess,
+                        label: str) -> tuple[Http, list[Chatter], Chatter, dict[str, Any]]:
+    """An Http client on ``server``, the chatters list, and a first Chatter
+    in it, joined, with its JOIN (the first message)."""
+    http = Http(test, server.url)
+    made = chatters(test)
+    chatter = Chatter(server, label)
+    made.append(chatter)
+    await chatter.join()
+    join = (await http.json("/api/messages/recent?limit=1"))[0]
+    test.assertEqual((join["type"], join["sender"]), ("JOIN", chatter.name))
+    return http, made, chatter, join
+
+
 def burst(sender: Chatter, n: int) -> None:
     if sender.connected:
         for _ in range(n):
@@ -350,13 +364,7 @@ class HistoryUnderTrafficTests(unittest.TestCase):
         await server.start()
         redis = await redis_connection(redis_url)
         self.addCleanup(redis.disconnect)
-        http = Http(self, server.url)
-        made = chatters(self)
-        watcher = Chatter(server, "w")
-        made.append(watcher)
-        await watcher.join()
-        join = (await http.json("/api/messages/recent?limit=1"))[0]
-        self.assertEqual((join["type"], join["sender"]), ("JOIN", watcher.name))
+        http, made, watcher, join = await first_chatter(self, server, "w")
         sender = Chatter(server, "s")
         made.append(sender)
         await sender.join()

@@ -103,6 +103,20 @@ class BadValueTests(SynchronousTestCase):
         s = resolve({"redis": "rediss://127.0.0.1:6380/2", "database": "mysql://u:p@127.0.0.1:3306/db"}, {})
         self.assertEqual(s.redis, "rediss://127.0.0.1:6380/2")
 
+    def test_a_database_replica_is_a_mysql_url_beside_a_mysql_database(self) -> None:
+        primary, replica = "mysql://u:p@10.0.0.1:3306/chat", "mysql://u:p@10.0.0.2:3306/chat?read_timeout=3"
+        self.assertIsNone(resolve({}, {}).database_replica)
+        s = resolve({"database": primary, "database-replica": replica}, {})
+        self.assertEqual((s.database, s.database_replica), (primary, replica))
+        self.assertEqual(resolve({"database": primary}, {"ANONCHAT_DATABASE_REPLICA": replica}).database_replica,
+                         replica)
+        with self.assertRaisesRegex(SettingsError, "--database-replica: .*mysql://"):
+            resolve({"database": primary, "database-replica": "sqlite:///replica.sqlite3"}, {})
+        with self.assertRaisesRegex(SettingsError, "--database-replica"):
+            resolve({"database": primary, "database-replica": "mysql://u:p@10.0.0.2:3306/chat?timeout=3"}, {})
+        with self.assertRaisesRegex(SettingsError, "--database-replica needs a mysql:// --database"):
+            resolve({"database-replica": replica}, {})
+
 
 class ConfigFileTests(ConfigWriter):
     """A misspelt key or section is a usage error naming it, never silently ignored."""

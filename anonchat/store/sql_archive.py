@@ -18,6 +18,10 @@ database runs in WAL mode so readers and the writer never block each other;
 ``sqlite:///:memory:`` becomes a shared-cache in-memory database private to
 this archive, whose readers read without table locks (they may see a batch
 being written; the same rows are in the buffer anyway).
+
+With a MySQL read replica, history reads go to it when it has everything
+they need, else to the primary (the rule is in ``sql_replica.py``); writes,
+the schema and pings only ever go to the primary.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from anonchat.chat.message import ChatMessage, MessageType, id_key
 from anonchat.chat.ports import ArchiveUnavailable, IMessageArchive
 from anonchat.chat.readgate import ReadGate
 from anonchat.store.sql_dialect import MYSQL, SQLITE, SqlDialect
+from anonchat.store.sql_replica import REPLICA_TIMEOUTS, Passed, ReplicaRoute, primary_position, rows_if_caught_up
 
 #: the schema version this code writes; a database with a newer one is refused
 SCHEMA_VERSION = 1
@@ -62,9 +67,12 @@ Row = tuple[Any, ...]
 _memory_databases = itertools.count(1)
 
 
-def connection_settings(url: str) -> tuple[SqlDialect, tuple[Any, ...], dict[str, Any]]:
+def connection_settings(
+    url: str, timeouts: dict[str, float] = MYSQL_TIMEOUTS
+) -> tuple[SqlDialect, tuple[Any, ...], dict[str, Any]]:
     """The dialect, and the ``adbapi.ConnectionPool`` arguments, for a
-    ``sqlite:///path`` or ``mysql://user:password@host:port/db`` URL."""
+    ``sqlite:///path`` or ``mysql://user:password@host:port/db`` URL
+    (MySQL ``timeouts`` unless its query string sets them)."""
     scheme = url.partition(":")[0].lower()
     if scheme == "sqlite":
         prefix = "sqlite:///"
@@ -85,7 +93,7 @@ def connection_settings(url: str) -> tuple[SqlDialect, tuple[Any, ...], dict[str
         database = unquote(parts.path.lstrip("/"))
         if not parts.hostname or not database:
             raise ValueError("a MySQL URL is mysql://user:password@host:port/database")
-        timeouts = dict(MYSQL_TIMEOUTS)
+        timeouts = dict(timeouts)
         for name, value in parse_qsl(parts.query):
             if name not in timeouts:
                 raise ValueError(f"unknown MySQL URL option {name!r} (known: {', '.join(sorted(timeouts))})")
@@ -184,10 +192,14 @@ class SqlArchive:
         clock: Any,
         read_pool: adbapi.ConnectionPool | None = None,
         readers: int = DEFAULT_READERS,
+        replica_pool: adbapi.ConnectionPool | None = None,
     ) -> None:
         #: the writes' pool (the flusher's), and the history reads' own
         self.pool = pool
         self.read_pool = pool if read_pool is None else read_pool
+        #: history reads on the read replica, when there is one
+        self.replica_pool = replica_pool
+        self._replica_route = ReplicaRoute(clock)
         self._reads = ReadGate(readers, readers * WAITING_READS_PER_READER)
         self._dialect = dialect
         self._clock = clock
@@ -199,12 +211,17 @@ class SqlArchive:
         self._idle: list[Deferred[None]] = []
 
     @classmethod
-    def from_url(cls, url: str, reactor: Any = None, readers: int = DEFAULT_READERS) -> SqlArchive:
+    def from_url(
+        cls, url: str, reactor: Any = None, readers: int = DEFAULT_READERS, replica: str | None = None
+    ) -> SqlArchive:
         """An archive on ``url`` with ``readers`` connections for history reads
-        besides the writes' own."""
+        besides the writes' own, and as many on the MySQL read ``replica``."""
         if readers < 1:
             raise ValueError("an archive needs at least one reader")
         dialect, args, kwargs = connection_settings(url)
+        replica_settings = None if replica is None else connection_settings(replica, REPLICA_TIMEOUTS)
+        if replica_settings is not None and (dialect is not MYSQL or replica_settings[0] is not MYSQL):
+            raise ValueError("a read replica needs a mysql:// database and a mysql:// replica")
         if reactor is None:
             from twisted.internet import reactor as global_reactor
 
@@ -225,7 +242,18 @@ class SqlArchive:
             made.connectionFactory = _QuietConnection
             return made
 
-        return cls(pool(write_setup), dialect, reactor, pool(read_setup, cp_min=1, cp_max=readers), readers)
+        replica_pool = None
+        if replica_settings is not None:
+            # autocommit: each page query reads a snapshot taken after the
+            # replica said it had caught up
+            _, _, replica_kwargs = replica_settings
+            replica_pool = adbapi.ConnectionPool(
+                MYSQL.dbapi_name, cp_reactor=reactor,
+                **{**replica_kwargs, "autocommit": True, "cp_min": 1, "cp_max": readers},
+            )
+            replica_pool.connectionFactory = _QuietConnection
+        read_pool = pool(read_setup, cp_min=1, cp_max=readers)
+        return cls(pool(write_setup), dialect, reactor, read_pool, readers, replica_pool)
 
     @property
     def reads_refused(self) -> int:
@@ -311,6 +339,8 @@ class SqlArchive:
             self._idle.append(waiter)
             await waiter
         # no interaction is running, so joining the idle pool threads is quick
+        if self.replica_pool is not None:
+            self.replica_pool.close()
         if self.read_pool is not self.pool:
             self.read_pool.close()
         self.pool.close()
@@ -351,11 +381,39 @@ class SqlArchive:
         try:
             await self._ensure_schema()
             sql = self._dialect.params(f"SELECT {SELECTED} FROM chat_messages {where} ORDER BY {order} LIMIT ?")
-            rows = await self._run(self._query, sql, (*args, int(limit)), pool=self.read_pool)
+            args = (*args, int(limit))
+            rows = await self._from_replica(sql, args)
+            if rows is None:
+                rows = await self._run(self._query, sql, args, pool=self.read_pool)
         finally:
             self._reads.leave()
         messages = [self._message(row) for row in rows]
         return messages[::-1] if newest_first else messages
+
+    async def _from_replica(self, sql: str, args: tuple[Any, ...]) -> list[Row] | None:
+        """The rows of a history read from the replica, or None when the
+        primary must answer it (the rule is in ``sql_replica.py``)."""
+        route = self._replica_route
+        if self.replica_pool is None or self._stopped or not route.worth_trying():
+            return None
+        try:
+            position = await self._run(primary_position, pool=self.read_pool)
+        except ArchiveUnavailable as e:
+            route.passed_over(Passed.UNKNOWN_POSITION, str(e))
+            return None
+        if not position:
+            route.passed_over(Passed.UNKNOWN_POSITION, "the primary writes no binary log")
+            return None
+        try:
+            rows: list[Row] | None = await self._run(rows_if_caught_up, position, sql, args, pool=self.replica_pool)
+        except ArchiveUnavailable as e:
+            route.passed_over(Passed.FAILED, str(e))
+            return None
+        if rows is None:
+            route.passed_over(Passed.BEHIND, "")
+            return None
+        route.served()
+        return rows
 
     @staticmethod
     def _query(txn: adbapi.Transaction, sql: str, args: tuple[Any, ...]) -> list[Row]:
