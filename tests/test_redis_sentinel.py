@@ -18,7 +18,7 @@ from anonchat.store.redis_buffer import RedisStreamBuffer
 from anonchat.store.redis_connection import RedisAddress, parse_redis_url
 from tests.buffer_contract import chat
 from tests.faultproxy import FaultProxy
-from tests.privatesentinel import PrivateReplicatedRedis
+from tests.privatesentinel import SERVICE, PrivateReplicatedRedis, _command
 from tests.test_buffer_redis import raw_connection, sleep
 
 reactor: Any = _reactor
@@ -148,14 +148,20 @@ class RedisWaitTests(unittest.TestCase):
         with self.assertRaises(AppendOutcomeUnknown):
             await buffer.append(chat("one replica short"))
 
-    async def test_a_lost_answer_found_stored_is_waited_for_on_the_connection_that_found_it(self) -> None:
+    async def proxied(self, wait_timeout_ms: int) -> tuple[RedisStreamBuffer, FaultProxy]:
+        """A waiting buffer talking to the master through a fault proxy, with
+        one append made (the script is loaded: a held one runs)."""
         proxy = FaultProxy(reactor, "127.0.0.1", self.servers.master.port)
         port = await proxy.start()
         self.addCleanup(proxy.stop)
-        buffer = self.buffer(f"redis://127.0.0.1:{port}/0", wait_replicas=1, wait_timeout_ms=2000,
+        buffer = self.buffer(f"redis://127.0.0.1:{port}/0", wait_replicas=1, wait_timeout_ms=wait_timeout_ms,
                              command_timeout=0.5)
         await buffer.start()
-        await buffer.append(chat("before"))  # the script is loaded: the held one runs
+        await buffer.append(chat("before"))
+        return buffer, proxy
+
+    async def test_a_lost_answer_found_stored_is_waited_for_on_the_connection_that_found_it(self) -> None:
+        buffer, proxy = await self.proxied(2000)
         calls = await self.wait_calls()
         proxy.hold_replies()
         appended = buffer.append(chat("landed"))
@@ -169,13 +175,7 @@ class RedisWaitTests(unittest.TestCase):
     async def test_a_lost_answer_found_stored_while_the_replica_lags_is_unconfirmed(self) -> None:
         # the connection that finds the append stored wrote nothing else: its
         # WAIT must still cover the append, not be satisfied by default
-        proxy = FaultProxy(reactor, "127.0.0.1", self.servers.master.port)
-        port = await proxy.start()
-        self.addCleanup(proxy.stop)
-        buffer = self.buffer(f"redis://127.0.0.1:{port}/0", wait_replicas=1, wait_timeout_ms=300,
-                             command_timeout=0.5)
-        await buffer.start()
-        await buffer.append(chat("before"))
+        buffer, proxy = await self.proxied(1000)
         self.servers.replica.pause()
         self.addCleanup(self.servers.replica.resume)
         proxy.hold_replies()
@@ -184,3 +184,43 @@ class RedisWaitTests(unittest.TestCase):
         proxy.restore()
         with self.assertRaises(AppendOutcomeUnknown):
             await appended
+
+
+class SentinelBufferTests(unittest.TestCase):
+    """The buffer on ``sentinel://`` through a failover that kills nothing
+    (``SENTINEL FAILOVER``): the old master lives on, demoted."""
+
+    timeout = 45
+
+    async def test_appends_and_the_feed_follow_a_manual_failover(self) -> None:
+        servers = PrivateReplicatedRedis(self)
+        await servers.start(sentinels=3)
+        buffer = RedisStreamBuffer(reactor, servers.url, block_ms=200, command_timeout=1.0)
+        self.addCleanup(buffer.stop)
+        fed: list[str] = []
+        buffer.add_listener(lambda batch: fed.extend(m.content for m in batch))
+        await buffer.start()
+        await buffer.append(chat("before"))
+
+        reply = _command(servers.sentinels[0].port, b"SENTINEL", b"FAILOVER", SERVICE.encode())
+        self.assertEqual(reply, b"+OK\r\n")
+        waited = 0.0
+        while not (servers.is_master(servers.replica.port) and not servers.is_master(servers.master.port)):
+            self.assertLess(waited, 20, "Sentinel did not fail over")
+            await sleep(0.1)
+            waited += 0.1
+        promoted_at = reactor.seconds()
+        stored = None
+        while stored is None and reactor.seconds() - promoted_at < 10:
+            try:
+                stored = await buffer.append(chat("after"))
+            except Exception:
+                await sleep(0.1)
+        self.assertIsNotNone(stored, "no append reached the new master within 10 s of its promotion")
+        new_master = await raw_connection(parse_redis_url(servers.replica.url))
+        self.addCleanup(new_master.disconnect)
+        entries = await new_master.execute_command("XRANGE", "anonchat:messages", "-", "+")
+        self.assertIn("after", [fields[fields.index("content") + 1] for _, fields in entries])
+        while "after" not in fed and reactor.seconds() - promoted_at < 15:
+            await sleep(0.05)
+        self.assertIn("after", fed, "the feed stayed on the demoted master")
