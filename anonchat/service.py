@@ -99,7 +99,8 @@ def make_buffer(settings: Settings, reactor: Any) -> IMessageBuffer:
     if settings.redis:
         from anonchat.store.redis_buffer import RedisStreamBuffer
 
-        return RedisStreamBuffer(reactor, settings.redis, retain=settings.redis_retain, claim_idle=settings.claim_idle)
+        return RedisStreamBuffer(reactor, settings.redis, retain=settings.redis_retain, claim_idle=settings.claim_idle,
+                                 wait_replicas=settings.redis_wait, wait_timeout_ms=settings.redis_wait_timeout)
     return InMemoryBuffer(reactor, retain=settings.redis_retain)
 
 

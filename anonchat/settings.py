@@ -149,7 +149,9 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("port", "tcp:8080", str, "Twisted server endpoint to listen on (ssl: for TLS)"),
-    Option("redis", None, _redis_url, "redis://[:password@]host:port/db or rediss://; default: in-process buffer"),
+    Option("redis", None, _redis_url,
+           "redis://[:password@]host:port/db, rediss://, or sentinel://host:port[,host:port...]/service/db; "
+           "default: in-process buffer"),
     Option("database", "sqlite:///anonchat.sqlite3", _database_url, "sqlite:///path or mysql://user:password@host:port/db"),
     Option("flush-interval", 1.0, _positive_number, "seconds between flushes to the database"),
     Option("batch-size", 500, _positive_count, "messages per flush transaction"),
@@ -189,6 +191,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("access-jwt-public-key", None, _readable_file, "PEM public key (RS256/ES256): only token holders may chat"),
     Option("access-jwt-audience", None, str, "the audience access tokens must name"),
     Option("database-replica", None, _replica_url, "mysql://user:password@host:port/db: a read replica for history"),
+    Option("redis-wait", 0, _count, "replicas that must hold a message before its RECEIPT (Redis WAIT), 0 = none"),
+    Option("redis-wait-timeout", 500, _positive_count, "milliseconds a RECEIPT waits for --redis-wait replicas"),
     Option("config", None, str, "an ini file with an [anonchat] section (example: etc/anonchat.ini)"),
 )
 
@@ -244,6 +248,8 @@ class Settings:
     access_jwt_public_key: str | None = _DEFAULTS["access_jwt_public_key"]
     access_jwt_audience: str | None = _DEFAULTS["access_jwt_audience"]
     database_replica: str | None = _DEFAULTS["database_replica"]
+    redis_wait: int = _DEFAULTS["redis_wait"]
+    redis_wait_timeout: int = _DEFAULTS["redis_wait_timeout"]
     config: str | None = _DEFAULTS["config"]
 
 

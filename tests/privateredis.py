@@ -47,17 +47,17 @@ class PrivateRedis(ChildServer):
         test.addCleanup(self.cleanup)
 
     async def start(self, timeout: float = 10.0) -> None:
-        port = ["--port", "0", "--tls-port", str(self.port)] if self.tls else ["--port", str(self.port)]
-        self.process = subprocess.Popen(
-            [self.binary, *port, "--bind", "127.0.0.1", "--save", "", "--dir", self.directory, *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        self.process = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         waited = 0.0
         while not self._ready():
             if self.process.poll() is not None or waited > timeout:
                 raise RuntimeError(f"private redis-server did not start (exit {self.process.poll()})")
             await deferLater(reactor, 0.05, lambda: None)
             waited += 0.05
+
+    def argv(self) -> list[str]:
+        port = ["--port", "0", "--tls-port", str(self.port)] if self.tls else ["--port", str(self.port)]
+        return [self.binary, *port, "--bind", "127.0.0.1", "--save", "", "--dir", self.directory, *self.extra]
 
     def _ready(self) -> bool:
         try:

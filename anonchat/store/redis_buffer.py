@@ -37,6 +37,16 @@ AppendOutcomeUnknown, which never claims "not stored". Redis acknowledges
 the marker and the entries in one atomic script, so one is never kept
 without the other.
 
+With ``wait_replicas`` (``--redis-wait``) a batch is only acknowledged once
+that many replicas hold it: ``WAIT`` right after the script, on the same
+connection (``WAIT`` counts that connection's own writes), so one per batch.
+A ``WAIT`` that ends short, or a connection lost before it, leaves the batch
+stored on the master but perhaps not on a replica (a failover could lose
+it): AppendOutcomeUnknown (the sender hears UNCONFIRMED), never "not
+stored", which would be false and make the sender double it. A lost answer
+that the outcome script finds stored is waited for on the connection that
+asked (the script writes the marker again, so ``WAIT`` covers the append).
+
 An entry this node cannot decode (a ``type`` from a newer node in a rolling
 upgrade, a missing field) would stay pending in the group for ever and stop
 trimming; the flusher's claim copies it, raw, to the bounded stream
@@ -106,11 +116,15 @@ redis.call('SET', KEYS[2], table.concat(ids, ' '), 'EX', ARGV[1])
 return ids
 """)
 
-# KEYS: an outcome marker. ARGV: marker lifetime (s). The ids it recorded,
-# or '-' (and the marker set to '-', so the append can never land later).
+# KEYS: an outcome marker. ARGV: marker lifetime (s). The ids it recorded
+# (written again: a write on this connection that a WAIT can wait for), or
+# '-' (and the marker set to '-', so the append can never land later).
 OUTCOME_SCRIPT = RedisScript("""
 local ids = redis.call('GET', KEYS[1])
-if ids then return ids end
+if ids then
+  redis.call('SET', KEYS[1], ids, 'EX', ARGV[1])
+  return ids
+end
 redis.call('SET', KEYS[1], '-', 'EX', ARGV[1])
 return '-'
 """)
@@ -229,9 +243,13 @@ class RedisStreamBuffer:
         trim_interval: float = 2.0,
         outcome_ttl: float = 60.0,
         dead_letter_max: int = 10_000,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 500,
     ) -> None:
-        if retain < 0 or trim_interval < 0:
-            raise ValueError("retain and trim_interval must not be negative")
+        if retain < 0 or trim_interval < 0 or wait_replicas < 0:
+            raise ValueError("retain, trim_interval and wait_replicas must not be negative")
+        if wait_timeout_ms <= 0:
+            raise ValueError("wait_timeout_ms must be positive (WAIT 0 blocks for ever)")
         if outcome_ttl <= command_timeout:
             raise ValueError("outcome_ttl must be longer than command_timeout")
         self._reactor = reactor
@@ -253,6 +271,8 @@ class RedisStreamBuffer:
         #: For metrics: entries set aside in the dead-letter stream by this node.
         self.dead_lettered = 0
         self._timeout = command_timeout
+        self._wait_replicas = wait_replicas
+        self._wait_timeout_ms = wait_timeout_ms
         self._block_ms = block_ms
         self._read_count = read_count
         self._listeners: list[FeedListener] = []
@@ -462,6 +482,7 @@ class RedisStreamBuffer:
         marker = self._outcome_prefix + str(next(self._tokens))
         lifetime = math.ceil(self._outcome_ttl)
         sent_at = self._reactor.seconds()
+        connection = self._connection()
         try:
             ids = await self._script(APPEND_SCRIPT, [self._stream, marker], [lifetime, *fields])
         except (BufferUnavailable, txredisapi.ResponseError, txredisapi.InvalidData):
@@ -469,19 +490,46 @@ class RedisStreamBuffer:
         except Exception as e:
             self.log.warn("Redis append answer lost ({error}); finding out whether it was stored",
                           error=type(e).__name__)
-            ids = await self._outcome(marker, sent_at)
+            ids, connection = await self._outcome(marker, sent_at)
             self.log.info("lost Redis append answer: {outcome}", outcome="stored" if ids else "not stored")
         if not ids:
             raise BufferUnavailable("Redis append not stored")
+        if self._wait_replicas:
+            await self._replicated(connection)
         return list(ids)
 
-    async def _outcome(self, marker: str, sent_at: float) -> list[str] | None:
+    def _connection(self) -> Any:
+        """The connection a command made now goes over (a pool of one)."""
+        pool = self._commands.pool if self._commands is not None else []
+        return pool[0] if pool else None
+
+    async def _replicated(self, connection: Any) -> None:
+        """``WAIT`` on ``connection``, which carried this batch's write;
+        AppendOutcomeUnknown unless enough replicas acknowledge it in time."""
+        if connection is None or not connection.connected or connection is not self._connection():
+            # a WAIT on a new connection would count none of our writes
+            raise AppendOutcomeUnknown("stored on the Redis master; its connection was lost before WAIT")
+        try:
+            waited: Deferred[Any] = connection.execute_command(
+                "WAIT", self._wait_replicas, self._wait_timeout_ms, apply_timeout=False)
+            acked = int(await waited.addTimeout(self._wait_timeout_ms / 1000 + self._timeout, self._reactor))
+        except Exception as e:
+            self.log.warn("Redis WAIT failed ({error}); the batch is on the master only", error=type(e).__name__)
+            raise AppendOutcomeUnknown("stored on the Redis master; no answer from WAIT") from None
+        if acked < self._wait_replicas:
+            self.log.warn("Redis WAIT: {acked} of {wanted} replicas hold the batch after {ms} ms",
+                          acked=acked, wanted=self._wait_replicas, ms=self._wait_timeout_ms)
+            raise AppendOutcomeUnknown(f"stored on the Redis master; {acked} of {self._wait_replicas} replicas")
+
+    async def _outcome(self, marker: str, sent_at: float) -> tuple[list[str] | None, Any]:
         """The ids a lost append stored, or None when it certainly stored
-        nothing (and now never will); AppendOutcomeUnknown when Redis did not
-        answer within ``outcome_ttl`` of the append being sent."""
+        nothing (and now never will), with the connection that found out;
+        AppendOutcomeUnknown when Redis did not answer within
+        ``outcome_ttl`` of the append being sent."""
         trusted_until = sent_at + self._outcome_ttl
         delay = 0.05
         while self._running and self._reactor.seconds() < trusted_until:
+            connection = self._connection()
             try:
                 reply = _text(await self._script(OUTCOME_SCRIPT, [marker], [math.ceil(self._outcome_ttl)]))
             except Exception:
@@ -489,9 +537,9 @@ class RedisStreamBuffer:
                 delay = min(delay * 2, OUTCOME_BACKOFF_MAX)
                 continue
             if reply != "-":
-                return reply.split(" ")
+                return reply.split(" "), connection
             if self._reactor.seconds() < trusted_until:
-                return None
+                return None, connection
             break
         self.log.warn("outcome of a Redis append unknown after {seconds}s", seconds=self._outcome_ttl)
         raise AppendOutcomeUnknown("the append may or may not be stored")

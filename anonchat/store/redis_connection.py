@@ -4,6 +4,11 @@ dependency, which txredisapi picks up by itself): a whole read at once.
 
 Shared by the stream buffer, presence and the pub/sub relay so every Redis
 user reconnects and times out the same way.
+
+With ``sentinel://`` every connection asks Sentinel where the master is
+before it connects (``redis_sentinel``), checks ``ROLE`` before it counts as
+connected, and is dropped (so it asks again) when the master answers
+``READONLY`` (it was demoted) or Sentinel names another master.
 """
 
 from __future__ import annotations
@@ -34,12 +39,24 @@ class RedisAddress:
     tls: bool = False
     username: str | None = None
     ca_certs: str | None = None
+    #: ``sentinel://``: where the sentinels are, and the service they watch
+    #: (``host``/``port`` are then the first sentinel's, for messages)
+    sentinels: tuple[tuple[str, int], ...] = ()
+    service: str | None = None
+
+
+SENTINEL_PORT = 26379
 
 
 def parse_redis_url(url: str) -> RedisAddress:
+    """``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` or
+    ``sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db]``
+    (the password is the master's); ValueError saying what is wrong."""
+    if url.startswith("sentinel://"):
+        return _parse_sentinel_url(url)
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss"):
-        raise ValueError("a Redis URL starts with redis:// or rediss://")
+        raise ValueError("a Redis URL starts with redis://, rediss:// or sentinel://")
     path = parts.path.strip("/")
     if path and not path.isdigit():
         raise ValueError("the Redis db in the URL path must be a number")
@@ -58,7 +75,83 @@ def parse_redis_url(url: str) -> RedisAddress:
     )
 
 
-class SubscriberProtocol(txredisapi.SubscriberProtocol):  # type: ignore[misc]
+def _parse_sentinel_url(url: str) -> RedisAddress:
+    rest = url[len("sentinel://"):]
+    if "?" in rest or "#" in rest:
+        raise ValueError("a sentinel:// URL takes no parameters (no TLS through Sentinel)")
+    netloc, _, path = rest.partition("/")
+    credentials, _, hosts = netloc.rpartition("@")
+    username, _, password = credentials.partition(":") if credentials else ("", "", "")
+    sentinels = []
+    for item in hosts.split(","):
+        host, colon, port = item.rpartition(":") if item.count(":") == 1 else (item, "", "")
+        if not host:
+            raise ValueError("a sentinel:// URL lists sentinels as host:port,host:port")
+        try:
+            number = int(port) if colon else SENTINEL_PORT
+        except ValueError:
+            raise ValueError(f"sentinel port {port!r} is not a number") from None
+        if not 0 < number < 65536:
+            raise ValueError(f"sentinel port {number} is out of range")
+        sentinels.append((host, number))
+    segments = path.split("/") if path else []
+    if not segments or not segments[0] or len(segments) > 2:
+        raise ValueError("a sentinel:// URL ends with /SERVICE or /SERVICE/DB")
+    db = segments[1] if len(segments) == 2 else "0"
+    if not db.isdigit():
+        raise ValueError("the Redis db in the URL path must be a number")
+    return RedisAddress(
+        host=sentinels[0][0], port=sentinels[0][1], db=int(db),
+        password=unquote(password) if password else None,
+        username=unquote(username) if username else None,
+        sentinels=tuple(sentinels), service=unquote(segments[0]),
+    )
+
+
+class MasterOnly(txredisapi.RedisProtocol):  # type: ignore[misc]
+    """A connection that must be to the master (``sentinel://``): ``ROLE``
+    first, and a connection that finds a replica, or is told ``READONLY``
+    later (its server was demoted), is dropped so the pool reconnects through
+    Sentinel. Without Sentinel it is txredisapi's protocol unchanged."""
+
+    def connectionMade(self) -> Any:
+        if getattr(self.factory, "locator", None) is None:
+            return super().connectionMade()
+        return Deferred.fromCoroutine(self._master_or_drop())
+
+    async def _master_or_drop(self) -> None:
+        try:
+            if self.password is not None:
+                await self.auth(self.password, self.username)
+            role = await self.execute_command("ROLE").addTimeout(self.factory.locator.timeout, self.factory.clock)
+            is_master = _str(role[0]) == "master"
+        except Exception as e:
+            self.factory.log.warn("Redis ROLE check failed: {error}", error=type(e).__name__)
+            is_master = False
+        if not is_master:
+            self.factory.log.warn("Redis at {peer} is not the master; asking Sentinel again", peer=self._peer())
+            self.transport.loseConnection()
+            return
+        await super().connectionMade()
+
+    def replyReceived(self, reply: Any) -> None:
+        super().replyReceived(reply)
+        if (isinstance(reply, txredisapi.ResponseError) and str(reply).startswith("READONLY")
+                and getattr(self.factory, "locator", None) is not None):
+            self.factory.log.warn("Redis at {peer} was demoted (READONLY); reconnecting to the master",
+                                  peer=self._peer())
+            self.transport.loseConnection()
+
+    def _peer(self) -> str:
+        peer = self.transport.getPeer()
+        return f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+
+
+def _str(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class SubscriberProtocol(MasterOnly, txredisapi.SubscriberProtocol):  # type: ignore[misc]
     """Subscribes to its factory's channel on every (re)connection and hands
     each message to the factory's listener."""
 
@@ -81,10 +174,18 @@ class ReconnectingFactory(txredisapi.RedisFactory):  # type: ignore[misc]
     loading looks like (the reply times out); we retry with backoff instead.
     """
 
-    protocol = txredisapi.RedisProtocol  # hiredis' parser: a whole read at once
+    protocol = MasterOnly  # hiredis' parser: a whole read at once
     initialDelay = 0.1
     maxDelay = 2.0
     log = Logger()
+    #: with ``sentinel://``, where the master is (set by ``connect``)
+    locator: Any = None
+    clock: Any = None
+
+    def disconnect(self) -> Deferred[Any]:
+        if self.locator is not None:
+            self.locator.unwatch(self)
+        return super().disconnect()  # type: ignore[no-any-return]
 
     def stopTrying(self) -> Deferred[Any]:
         if self.disconnectCalled:
@@ -133,7 +234,14 @@ def connect(reactor: Any, address: RedisAddress, *, reply_timeout: float | None,
         username=address.username,
         **extra,
     )
-    factory.startConnecting(endpoint(reactor, address, connect_timeout))
+    factory.clock = reactor
+    if address.sentinels:
+        from anonchat.store.redis_sentinel import SentinelEndpoint, locator_for
+
+        factory.locator = locator_for(reactor, address, connect_timeout)
+        factory.startConnecting(SentinelEndpoint(reactor, factory.locator, factory, connect_timeout))
+    else:
+        factory.startConnecting(endpoint(reactor, address, connect_timeout))
     return factory
 
 
