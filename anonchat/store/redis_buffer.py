@@ -80,7 +80,9 @@ from zope.interface import implementer
 
 from anonchat.chat.message import ChatMessage, MessageType, id_key
 from anonchat.chat.ports import AppendOutcomeUnknown, BufferUnavailable, FeedListener, IMessageBuffer
-from anonchat.store.redis_connection import RedisAddress, connect, is_connected, parse_redis_url, wait_connected
+from anonchat.store.redis_connection import (
+    TIMEOUT_GRACE, RedisAddress, connect, is_connected, parse_redis_url, wait_connected,
+)
 from anonchat.store.redis_script import RedisScript
 from anonchat.store.turnbatch import TurnBatcher
 
@@ -89,9 +91,6 @@ __all__ = ["RedisStreamBuffer", "RedisAddress", "parse_redis_url"]
 T = TypeVar("T")
 
 GROUP = "archiver"
-#: our own timeout fires this much after txredisapi's, so that its replyTimeout
-#: (which also drops the stuck connection) wins for a command already sent
-TIMEOUT_GRACE = 0.25
 FEED_BACKOFF_MAX = 2.0
 
 #: Most messages one append script carries; a larger turn sends several.

@@ -48,6 +48,13 @@ class RedisAddress:
 SENTINEL_PORT = 26379
 
 
+
+#: Our own timeout on a command fires this much after txredisapi's
+#: replyTimeout, so that its timeout (which also drops the stuck connection
+#: and fails its own Deferred, consumed) wins for a command already sent;
+#: firing both at once left txredisapi's failure unhandled in the log.
+TIMEOUT_GRACE = 0.25
+
 def parse_redis_url(url: str) -> RedisAddress:
     """``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` or
     ``sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db]``

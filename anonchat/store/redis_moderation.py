@@ -31,12 +31,10 @@ from zope.interface import implementer
 
 from anonchat.chat.moderation import KINDS, Report, ReportSummary, Sanction
 from anonchat.chat.ports import IModerationStore, ModerationUnavailable
-from anonchat.store.redis_connection import connect, is_connected, parse_redis_url, wait_connected
+from anonchat.store.redis_connection import TIMEOUT_GRACE, connect, is_connected, parse_redis_url, wait_connected
 
 T = TypeVar("T")
 
-#: our timeout fires after txredisapi's replyTimeout, which also drops the connection
-TIMEOUT_GRACE = 0.25
 
 # Remove the sanctions expired at ARGV[1] from the hash (KEYS[1]) and the
 # expiry set (KEYS[2]); with ARGV[2] (JSON) also add one under the next id of

@@ -36,7 +36,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from anonchat.chat.ports import IPresence, ReapedListener
-from anonchat.store.redis_connection import ReconnectingFactory, connect, is_connected, parse_redis_url, wait_connected
+from anonchat.store.redis_connection import (
+    TIMEOUT_GRACE, ReconnectingFactory, connect, is_connected, parse_redis_url, wait_connected,
+)
 from anonchat.store.redis_script import RedisScript
 from anonchat.store.turnbatch import TurnBatcher
 
@@ -203,7 +205,7 @@ class RedisPresence:
         if not is_connected(self._connection):
             return fail(ConnectionError("not connected to Redis"))
         d: Deferred[Any] = self._connection.handler.execute_command(*args)
-        return d.addTimeout(self._timeout, self._reactor)
+        return d.addTimeout(self._timeout + TIMEOUT_GRACE, self._reactor)
 
     def _script(self, script: RedisScript, keys: Sequence[Any], args: Sequence[Any] = ()) -> Deferred[Any]:
         return script.run(self._command, keys, args)

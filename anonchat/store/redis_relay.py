@@ -14,7 +14,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from anonchat.chat.ports import IRelay, RelayListener
-from anonchat.store.redis_connection import SubscriberFactory, connect, parse_redis_url
+from anonchat.store.redis_connection import TIMEOUT_GRACE, SubscriberFactory, connect, parse_redis_url
 
 log = Logger()
 
@@ -41,7 +41,7 @@ class RedisRelay:
         if self._publisher is None:
             return
         d: Deferred[Any] = self._publisher.handler.execute_command("PUBLISH", self.channel, body.decode("utf-8"))
-        d.addTimeout(self._timeout, self._reactor)
+        d.addTimeout(self._timeout + TIMEOUT_GRACE, self._reactor)
         d.addErrback(lambda f: log.debug("typing event not relayed: {error}", error=f.getErrorMessage()))
 
     def start(self) -> Deferred[None]:
