@@ -182,6 +182,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("access-jwt-secret", None, _secret, "HS256 secret: only holders of a signed token may chat"),
     Option("access-jwt-public-key", None, _readable_file, "PEM public key (RS256/ES256): only token holders may chat"),
     Option("access-jwt-audience", None, str, "the audience access tokens must name"),
+    Option("workers", 1, _positive_count, "node processes sharing the port (tcp: or ssl: only; needs --redis)"),
     Option("config", None, str, "an ini file with an [anonchat] section (example: etc/anonchat.ini)"),
 )
 
@@ -236,6 +237,7 @@ class Settings:
     access_jwt_secret: str | None = _DEFAULTS["access_jwt_secret"]
     access_jwt_public_key: str | None = _DEFAULTS["access_jwt_public_key"]
     access_jwt_audience: str | None = _DEFAULTS["access_jwt_audience"]
+    workers: int = _DEFAULTS["workers"]
     config: str | None = _DEFAULTS["config"]
 
 
@@ -265,7 +267,27 @@ def resolve(command_line: Mapping[str, str | None], environ: Mapping[str, str]) 
     for one, other in (("admin-token", "admin-token-file"), ("access-jwt-secret", "access-jwt-public-key")):
         if values[attribute(one)] is not None and values[attribute(other)] is not None:
             raise SettingsError(f"--{one} and --{other}: give one of them, not both")
+    _check_workers(values)
     return Settings(**values)
+
+
+#: endpoint types whose listening socket a worker can adopt (``ssl`` adopts
+#: a TCP socket and wraps it in TLS, with the context built in the worker)
+SHAREABLE_ENDPOINTS = ("tcp", "tcp6", "ssl")
+
+
+def _check_workers(values: Mapping[str, Any]) -> None:
+    """Several workers share one chat only through Redis, and one socket
+    only if it is a plain TCP (or TLS over TCP) one."""
+    workers = values["workers"]
+    if workers == 1:
+        return
+    if values["redis"] is None:
+        raise SettingsError(f"--workers {workers} needs --redis: in-process state cannot be shared between workers")
+    kind = values["port"].partition(":")[0].lower() if ":" in values["port"] else ""
+    if kind not in SHAREABLE_ENDPOINTS:
+        raise SettingsError(f"--workers {workers}: --port {values['port']!r} cannot be shared;"
+                            " use a tcp:, tcp6: or ssl: endpoint")
 
 
 def _read_config(path: str) -> dict[str, str]:
