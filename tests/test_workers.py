@@ -13,13 +13,17 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
+import urllib.request
 from typing import Any
 
+from twisted.internet import threads
 from twisted.logger import LogLevel, formatEvent
 from twisted.trial import unittest
 
 from anonchat.workers import RestartBackoff, WorkerSeat, relayed_event, worker_argv
 from tests.serverprocess import ServerProcess, free_port
+from tests.test_redis_tls import make_pki
 from tests.test_cluster_faults import (
     Chatter,
     archived,
@@ -183,6 +187,33 @@ class WorkersTests(unittest.TestCase):
     async def _live_nodes_are(self, redis_url: str, count: int) -> bool:
         nodes = await nodes_and_users(redis_url)
         return len(nodes) == count and len(await live_nodes(redis_url)) == count
+
+
+    async def test_workers_serve_tls_on_a_shared_ssl_port(self) -> None:
+        redis_url = await cluster_redis(self)
+        mysql_url = await fresh_mysql(self)
+        pki = os.path.abspath(self.mktemp())
+        os.makedirs(pki)
+        make_pki(pki)
+        port = free_port()
+        endpoint = f"ssl:{port}:interface=127.0.0.1:privateKey={pki}/server.key:certKey={pki}/server.pem"
+        server = ServerProcess(self, *node_args(redis_url, mysql_url, "--workers", "2", "--port", endpoint),
+                               name="workers")
+        server.spawn()
+        context = ssl.create_default_context(cafile=f"{pki}/ca.pem")
+
+        def get_healthz() -> int:
+            try:
+                with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", context=context, timeout=2) as r:
+                    return int(r.status)
+            except OSError:
+                return 0
+
+        await until(lambda: len(ready_lines(server)) >= 2, 30, "both workers ready")
+        statuses = [await threads.deferToThread(get_healthz) for _ in range(10)]
+        self.assertEqual(statuses, [200] * 10, server.read_log()[-3000:])
+        self.assertEqual(len(children_of(server.pid)), 2)
+        self.assertEqual(await server.stop(), 0, server.read_log()[-3000:])
 
 
 class WorkersFailedStartTests(unittest.TestCase):
