@@ -86,6 +86,14 @@ async def live_nodes(redis_url: str) -> set[str]:
         await redis.disconnect()
 
 
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def ready_lines(server: ServerProcess) -> list[str]:
     return [line for line in server.read_log().splitlines() if "] worker " in line and " ready" in line]
 
@@ -214,6 +222,19 @@ class WorkersTests(unittest.TestCase):
         self.assertEqual(statuses, [200] * 10, server.read_log()[-3000:])
         self.assertEqual(len(children_of(server.pid)), 2)
         self.assertEqual(await server.stop(), 0, server.read_log()[-3000:])
+
+
+    async def test_workers_stop_when_the_parent_is_killed(self) -> None:
+        redis_url = await cluster_redis(self)
+        mysql_url = await fresh_mysql(self)
+        server = ServerProcess(self, *node_args(redis_url, mysql_url, "--workers", "2"), name="workers")
+        pids = await start_workers(self, server, redis_url, 2)
+        chatter = await Chatter(server, "c").join()
+        await server.kill()
+        await until(lambda: not any(alive(pid) for pid in pids), 15, "the orphaned workers to stop")
+        await until(lambda: not chatter.connected, 5, "the session to be closed")
+        stored = await archived(mysql_url)
+        self.assertEqual(stored.events("LEAVE"), {chatter.name: 1}, "the orphans did not drain")
 
 
 class WorkersFailedStartTests(unittest.TestCase):
