@@ -25,7 +25,7 @@ from twisted.application import service
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from prometheus_client.metrics_core import Metric
@@ -106,8 +106,11 @@ def make_buffer(settings: Settings, reactor: Any) -> IMessageBuffer:
 
 class AnonchatService(service.Service):
     def __init__(self, settings: Settings, reactor: Any, *,
-                 on_start_failed: Callable[[StartFailed], None] | None = None) -> None:
+                 on_start_failed: Callable[[StartFailed], None] | None = None,
+                 endpoint: IStreamServerEndpoint | None = None) -> None:
+        """``endpoint`` listens instead of ``--port`` (a worker's adopted socket)."""
         self.settings = settings
+        self._endpoint = endpoint
         self._on_start_failed = on_start_failed
         self.start_failure: StartFailed | None = None
         self.reactor = reactor
@@ -272,7 +275,7 @@ class AnonchatService(service.Service):
         timeout = self.settings.start_timeout
         deadline = self.reactor.seconds() + timeout
         try:
-            endpoint = serverFromString(self.reactor, self.settings.port)
+            endpoint = self._endpoint or serverFromString(self.reactor, self.settings.port)
         except Exception as e:
             raise StartFailed(f"--port {self.settings.port!r} is not a server endpoint: {_one_line(e)}") from None
         await self._reach("Redis", self.buffer.start, self.buffer.stop, deadline)

@@ -193,6 +193,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("database-replica", None, _replica_url, "mysql://user:password@host:port/db: a read replica for history"),
     Option("redis-wait", 0, _count, "replicas that must hold a message before its RECEIPT (Redis WAIT), 0 = none"),
     Option("redis-wait-timeout", 500, _positive_count, "milliseconds a RECEIPT waits for --redis-wait replicas"),
+    Option("workers", 1, _positive_count, "node processes sharing the port (tcp: or ssl: only; needs --redis)"),
     Option("config", None, str, "an ini file with an [anonchat] section (example: etc/anonchat.ini)"),
 )
 
@@ -250,6 +251,7 @@ class Settings:
     database_replica: str | None = _DEFAULTS["database_replica"]
     redis_wait: int = _DEFAULTS["redis_wait"]
     redis_wait_timeout: int = _DEFAULTS["redis_wait_timeout"]
+    workers: int = _DEFAULTS["workers"]
     config: str | None = _DEFAULTS["config"]
 
 
@@ -281,7 +283,27 @@ def resolve(command_line: Mapping[str, str | None], environ: Mapping[str, str]) 
             raise SettingsError(f"--{one} and --{other}: give one of them, not both")
     if values["database_replica"] is not None and not values["database"].lower().startswith("mysql:"):
         raise SettingsError("--database-replica needs a mysql:// --database to be a replica of")
+    _check_workers(values)
     return Settings(**values)
+
+
+#: endpoint types whose listening socket a worker can adopt (``ssl`` adopts
+#: a TCP socket and wraps it in TLS, with the context built in the worker)
+SHAREABLE_ENDPOINTS = ("tcp", "tcp6", "ssl")
+
+
+def _check_workers(values: Mapping[str, Any]) -> None:
+    """Several workers share one chat only through Redis, and one socket
+    only if it is a plain TCP (or TLS over TCP) one."""
+    workers = values["workers"]
+    if workers == 1:
+        return
+    if values["redis"] is None:
+        raise SettingsError(f"--workers {workers} needs --redis: in-process state cannot be shared between workers")
+    kind = values["port"].partition(":")[0].lower() if ":" in values["port"] else ""
+    if kind not in SHAREABLE_ENDPOINTS:
+        raise SettingsError(f"--workers {workers}: --port {values['port']!r} cannot be shared;"
+                            " use a tcp:, tcp6: or ssl: endpoint")
 
 
 def _read_config(path: str) -> dict[str, str]:

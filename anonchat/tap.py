@@ -17,12 +17,14 @@ import sys
 from typing import Any, Callable, Sequence
 
 from twisted.application.service import IService, MultiService
+from twisted.internet.defer import Deferred
 from twisted.logger import ILogObserver, Logger
 from twisted.python import usage
 from twisted.python.components import Componentized
 
 from anonchat.logs import json_observer_factory
 from anonchat.settings import OPTIONS, SettingsError, resolve
+from anonchat.workers import SEAT_VARIABLE, AdoptedEndpoint, WorkerSeat, WorkerSupervisor, die_with_parent
 
 log = Logger()
 
@@ -123,6 +125,20 @@ class _JsonLogs(MultiService):
         super().setServiceParent(parent)
 
 
+def _say_ready_to_the_parent(anonchat: Any, seat: WorkerSeat) -> None:
+    """A worker tells its parent (through its log, which the parent reads)
+    that it is a node serving the shared port."""
+
+    async def when_ready() -> None:
+        try:
+            await anonchat.when_ready()
+        except Exception:
+            return  # the failed start said why; the exit status tells the parent
+        log.info("worker {worker} ready (pid {pid})", worker=seat.number, pid=os.getpid(), worker_ready=True)
+
+    Deferred.fromCoroutine(when_ready())
+
+
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
@@ -134,9 +150,22 @@ def makeService(options: Options) -> IService:
 
     reactor.callWhenRunning(_stop_cleanly_on_sigterm, reactor)
     raise_open_file_limit()
-    anonchat = AnonchatService(options.settings, reactor, on_start_failed=start_failed)
-    reactor.callWhenRunning(_reload_on_sighup, reactor, anonchat.reload)
-    node: IService = anonchat
+    node: IService
+    seat = WorkerSeat.from_environ(os.environ)
+    if options.settings.workers > 1:
+        supervisor = WorkerSupervisor(options.settings, {o.name: options[o.name] for o in OPTIONS}, reactor,
+                                      on_start_failed=start_failed)
+        reactor.callWhenRunning(_reload_on_sighup, reactor, supervisor.reload)
+        node = supervisor
+    else:
+        endpoint = AdoptedEndpoint(reactor, seat, options.settings.port) if seat is not None else None
+        anonchat = AnonchatService(options.settings, reactor, on_start_failed=start_failed, endpoint=endpoint)
+        reactor.callWhenRunning(_reload_on_sighup, reactor, anonchat.reload)
+        if seat is not None:
+            os.environ.pop(SEAT_VARIABLE, None)
+            die_with_parent(seat)
+            reactor.callWhenRunning(_say_ready_to_the_parent, anonchat, seat)
+        node = anonchat
     twistd = getattr(options, "parent", None)
     if options.settings.log_format == "json" and twistd is not None and not twistd.get("syslog"):
         # an explicit --logger wins over this (twistd asks it first)

@@ -7,6 +7,7 @@ answers; then print the figures and the anonchat/baseline ratios.
     /work/venv/bin/python benchmarks/run.py                 # every scenario
     /work/venv/bin/python benchmarks/run.py --only a,b --step 5
     /work/venv/bin/python benchmarks/run.py --only a --profile
+    /work/venv/bin/python benchmarks/run.py --only a,b --node-workers 2   # also --workers 2
 
 Scenarios (targets from the "Benchmarks and speed" issue):
   a  200 subscribers, 10 publishers, stepped rates until p99 > 100 ms or a
@@ -278,6 +279,9 @@ class Bench:
             ("baseline", lambda: baseline(self.out)),
             ("anonchat", lambda: anonchat(self.out)),
         ]
+        if a.node_workers > 1:
+            workers = f"anonchat-{a.node_workers}w"
+            targets.append((workers, lambda: anonchat(self.out, workers, workers=a.node_workers)))
         if self.rabbit():
             targets.append(("rabbitmq", None))
         for name, make in targets:
@@ -306,6 +310,10 @@ class Bench:
         anon = results.get("anonchat", {}).get("best_deliveries_per_s") or 0
         if base:
             self.say(f"ratio anonchat/baseline (deliveries/s at the highest passing rate): {anon / base:.2f}")
+        several = results.get(f"anonchat-{a.node_workers}w", {}).get("best_deliveries_per_s") or 0
+        if several and anon:
+            self.say(f"ratio anonchat --workers {a.node_workers} / --workers 1 (deliveries/s at the highest"
+                     f" passing rate): {several / anon:.2f}")
         if not self.rabbit():
             self.say("RabbitMQ Web-STOMP: port 15674 does not answer, not measured")
 
@@ -743,6 +751,8 @@ def main() -> None:
     parser.add_argument("--only", default="a,b,c,d,e,f", help="comma-separated scenarios")
     parser.add_argument("--step", type=float, default=5, help="seconds per rate step")
     parser.add_argument("--workers", type=int, default=2, help="loadgen worker processes")
+    parser.add_argument("--node-workers", type=int, default=1,
+                        help="scenarios a/b also run anonchat with --workers N (N > 1), in the same run")
     parser.add_argument("--rates-a", default="250,500,750,1000,1250,1500,1750,2000,2500,3000,3500,4000,5000")
     parser.add_argument("--rates-b", default="50,100,150,200,250,300,350,400,500,600,800")
     parser.add_argument("--retries", type=int, default=2, help="repeats of a failing step before giving up")

@@ -72,6 +72,7 @@ class ServerProcess:
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws-chat"
         self._process: Any = None
         self._output: _Output | None = None
+        self._pid: int | None = None
 
     def spawn(self) -> _Output:
         """Start the process, without waiting for anything."""
@@ -79,6 +80,7 @@ class ServerProcess:
         argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", "anonchat",
                 "--port", f"tcp:{self.port}:interface=127.0.0.1", *self.args]
         self._process = reactor.spawnProcess(output, sys.executable, argv, env=self.env, path=self.workdir)
+        self._pid = self._process.pid
         self.test.addCleanup(self._cleanup)
         return output
 
@@ -120,6 +122,12 @@ class ServerProcess:
     def read_log(self) -> str:
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
             return f.read()
+
+    @property
+    def pid(self) -> int:
+        """The process id it was started with (kept after it ended)."""
+        assert self._pid is not None, "not spawned"
+        return self._pid
 
     @property
     def running(self) -> bool:

@@ -69,6 +69,11 @@ class FailedStartTests(TestCase):
         await self.fails(server, r"^twistd anonchat: --max-frame: 'big' is not a whole number$")
         self.assertEqual(len(server.read_log().splitlines()), 2, server.read_log())
 
+    async def test_several_workers_without_redis_are_a_usage_error(self) -> None:
+        server = ServerProcess(self, "--workers", "2")
+        await self.fails(server, r"^twistd anonchat: --workers 2 needs --redis")
+        self.assertEqual(len(server.read_log().splitlines()), 2, server.read_log())
+
     async def test_ini_file_with_a_misspelt_key_is_a_usage_error_naming_it(self) -> None:
         path = os.path.abspath(self.mktemp())
         with open(path, "w", encoding="utf-8") as f:

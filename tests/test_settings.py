@@ -198,6 +198,28 @@ class ValidationTests(SynchronousTestCase):
         with self.assertRaisesRegex(SettingsError, "--log-format: .*text or json"):
             resolve({"log-format": "xml"}, {})
 
+    def test_workers_default_to_one_and_must_be_positive(self) -> None:
+        self.assertEqual(resolve({}, {}).workers, 1)
+        redis = {"redis": "redis://127.0.0.1:6379/0"}
+        self.assertEqual(resolve({"workers": "3", **redis}, {}).workers, 3)
+        for bad in ("0", "-2", "two"):
+            with self.assertRaisesRegex(SettingsError, "^--workers: "):
+                resolve({"workers": bad, **redis}, {})
+
+    def test_several_workers_need_redis(self) -> None:
+        with self.assertRaisesRegex(SettingsError, "^--workers 2 needs --redis"):
+            resolve({"workers": "2"}, {})
+        self.assertEqual(resolve({"workers": "1"}, {}).workers, 1)  # one process may keep its state in itself
+
+    def test_several_workers_share_a_tcp_or_tls_port_only(self) -> None:
+        redis = {"redis": "redis://127.0.0.1:6379/0", "workers": "2"}
+        for port in ("tcp:8080", "tcp:8080:interface=127.0.0.1", "tcp6:8080", "ssl:8443:privateKey=k.pem",
+                     "TCP:8080"):
+            self.assertEqual(resolve({"port": port, **redis}, {}).port, port)
+        for port in ("unix:/run/anonchat.sock", "systemd:domain=INET:index=0", "8080"):
+            with self.assertRaisesRegex(SettingsError, "^--workers 2: --port .* tcp:, tcp6: or ssl:"):
+                resolve({"port": port, **redis}, {})
+
     def test_number_errors_say_what_was_expected(self) -> None:
         with self.assertRaisesRegex(SettingsError, "^--max-frame: 'big' is not a whole number$"):
             resolve({"max-frame": "big"}, {})
