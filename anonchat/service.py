@@ -37,7 +37,7 @@ from anonchat.chat.message import ChatMessage
 from anonchat.chat.moderator import Moderator
 from anonchat.chat.ports import ArchiveUnavailable, IMessageArchive, IMessageBuffer, IModerationStore, IPresence, IRelay
 from anonchat.chat.presence import InMemoryPresence
-from anonchat.chat.readgate import ReadGate
+from anonchat.chat.readgate import HistoryRate, ReadGate
 from anonchat.chat.relay import LocalRelay
 from anonchat.chat.room import ChatRoom, RoomConfig
 from anonchat.metrics import Metrics, counter, gauge
@@ -146,6 +146,7 @@ class AnonchatService(service.Service):
             moderator=self.moderator,
             access=self.access,
             history_gate=ReadGate(settings.history_readers, settings.history_readers * WAITING_READS_PER_READER),
+            history_rate=HistoryRate(reactor, settings.history_rate),
         )
         self.buffer.add_listener(self._fan_out)
         self.flusher = Flusher(

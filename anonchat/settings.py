@@ -194,6 +194,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("redis-wait", 0, _count, "replicas that must hold a message before its RECEIPT (Redis WAIT), 0 = none"),
     Option("redis-wait-timeout", 500, _positive_count, "milliseconds a RECEIPT waits for --redis-wait replicas"),
     Option("workers", 1, _positive_count, "node processes sharing the port (tcp: or ssl: only; needs --redis)"),
+    Option("history-rate", 3000.0, _number, "history messages per second a node serves (REST and replays), 0 = off"),
     Option("config", None, str, "an ini file with an [anonchat] section (example: etc/anonchat.ini)"),
 )
 
@@ -252,6 +253,7 @@ class Settings:
     redis_wait: int = _DEFAULTS["redis_wait"]
     redis_wait_timeout: int = _DEFAULTS["redis_wait_timeout"]
     workers: int = _DEFAULTS["workers"]
+    history_rate: float = _DEFAULTS["history_rate"]
     config: str | None = _DEFAULTS["config"]
 
 

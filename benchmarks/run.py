@@ -529,11 +529,12 @@ class Bench:
         runs: dict[str, dict[str, Any]] = {}
         for name, flood in (("plain", False), ("flood", True)):
             floods: list[dict[str, Any]] = []
-            runs[name] = self.lag_run(a.flood_rate, profile=False, label=f"f-{name}", options=options,
+            runs[name] = self.lag_run(a.flood_rate, profile=a.profile and flood, label=f"f-{name}", options=options,
                                       around=functools.partial(self.seeded_history, flood=flood, floods=floods))
             runs[name]["flood"] = floods[0] if floods else None
         self.figures["f"] = runs
         self.report_history_load(runs)
+        self.report_profile("d", "scenario f under the history flood")
 
     @contextlib.contextmanager
     def seeded_history(self, server: Server, flood: bool, floods: list[dict[str, Any]]) -> Iterator[None]:

@@ -111,3 +111,20 @@ class RoundTripTests(SynchronousTestCase):
     def test_body_with_nul_round_trips_with_content_length(self) -> None:
         frame = Frame("MESSAGE", (("content-length", "5"),), b"\x00a\x00b\x00")
         self.assertEqual(round_trip(frame, "1.2"), frame)
+
+
+class MessageFramePartsTests(SynchronousTestCase):
+    """A broadcast serialized once, spliced per subscription id: byte for
+    byte the frame message_frame builds, whatever the id holds."""
+
+    def test_halves_around_any_subscription_line_make_the_whole_frame(self) -> None:
+        from anonchat.stomp.serializer import header_line
+        from anonchat.stomp.server_frames import message_frame, message_frame_parts
+
+        body = "{\"content\":\"subscription:\\u0001sub\\u0001\\n 안녕\"}".encode()
+        for version in ("1.0", "1.1", "1.2"):
+            head, tail = message_frame_parts("/topic/chat", "17-3", body, version)
+            for subscription in ("sub-0", "r1-7", "a:b", "x\\y", "줄\n바꿈" if version != "1.0" else "plain"):
+                self.assertEqual(head + header_line("subscription", subscription, version) + tail,
+                                 message_frame("/topic/chat", subscription, "17-3", body, version),
+                                 (version, subscription))

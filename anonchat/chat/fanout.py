@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Iterator, Sequence
 
 from anonchat.stomp.outbound import Outbound
-from anonchat.stomp.server_frames import message_frame
+from anonchat.stomp.serializer import header_line
+from anonchat.stomp.server_frames import message_frame, message_frame_parts
 from anonchat.chat.subscriber import Subscriber
 
 
@@ -52,11 +53,14 @@ class Topic:
         """Deliver messages (id, body) in order to every subscriber, as one
         batch per subscriber (one socket write); returns deliveries."""
         destination = self.destination
+        halves: dict[str, list[tuple[bytes, bytes]]] = {}  # serialized once per version
         for (subscription, version), group in list(self._groups.items()):
-            out = Outbound.batch([
-                Outbound(message_frame(destination, subscription, message_id, body, version))
-                for message_id, body in messages
-            ])
+            parts = halves.get(version)
+            if parts is None:
+                parts = halves[version] = [message_frame_parts(destination, message_id, body, version)
+                                           for message_id, body in messages]
+            line = header_line("subscription", subscription, version)
+            out = Outbound.batch([Outbound(head + line + tail) for head, tail in parts])
             for session in list(group):
                 session.deliver(out)
         return self._count * len(messages)

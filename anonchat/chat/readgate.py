@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredSemaphore
+from twisted.internet.interfaces import IReactorTime
 
 from anonchat.chat.ports import ArchiveBusy
 
@@ -45,3 +46,40 @@ class ReadGate:
             return await read()
         finally:
             self.leave()
+
+
+class HistoryRate:
+    """How many history messages per second the node serves, REST pages and
+    replays together: a flood of resumes must not take the CPU that live
+    fan-out and the flusher need (each replayed message is serialized for
+    one client alone, unlike a broadcast).
+
+    A leaky bucket on the clock: serving ``n`` messages books ``n / rate``
+    seconds, and a read (a REST page, a replay) is refused while the
+    bookings run more than ``backlog`` seconds ahead. Refused, not queued:
+    a replay that waited would hold the live messages meanwhile and get its
+    client cut. ``rate`` 0 = no limit; up to ``burst`` seconds of idle
+    credit are kept.
+    """
+
+    def __init__(self, clock: IReactorTime, rate: float, *, burst: float = 1.0, backlog: float = 2.0) -> None:
+        self._clock = clock
+        self._rate = rate
+        self._burst = burst
+        self._backlog = backlog
+        self._free_at = 0.0
+        #: For metrics: REST pages refused as the node was busy with history.
+        self.refused = 0
+
+    def admit(self) -> None:
+        """A history read may start now, or ArchiveBusy (REST: 503 with
+        Retry-After; a replay: REPLAY_FAILED, the subscription goes live)."""
+        if self._rate > 0 and self._free_at - self._clock.seconds() > self._backlog:
+            self.refused += 1
+            raise ArchiveBusy("this node is busy serving history; try again shortly")
+
+    def charge(self, count: int) -> None:
+        """A read of ``count`` messages was served."""
+        if self._rate > 0 and count > 0:
+            now = self._clock.seconds()
+            self._free_at = max(self._free_at, now - self._burst) + count / self._rate

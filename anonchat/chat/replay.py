@@ -23,12 +23,13 @@ from twisted.logger import Logger
 from anonchat.chat.fanout import send_one
 from anonchat.chat.message import ChatMessage, id_key
 from anonchat.chat.ports import IMessageArchive, IMessageBuffer
-from anonchat.chat.readgate import ReadGate
+from anonchat.chat.readgate import HistoryRate, ReadGate
 from anonchat.chat.subscriber import Subscriber
 
 log = Logger()
 
 GAP_HEADER = (("x-resume-gap", "true"),)
+
 
 IdKey = tuple[int, int]
 
@@ -41,6 +42,7 @@ class HistoryReplay:
     def __init__(self, subscriber: Subscriber, subscription: str, since: str, *, destination: str,
                  buffer: IMessageBuffer, archive: IMessageArchive | None, limit: int,
                  hidden: Callable[[Sequence[str]], Deferred[set[str]]], gate: ReadGate | None = None,
+                 rate: HistoryRate | None = None,
                  fed_up_to: Callable[[], IdKey | None], go_live: Callable[[HistoryReplay], None]) -> None:
         self.subscriber = subscriber
         self.subscription = subscription
@@ -51,6 +53,7 @@ class HistoryReplay:
         self._limit = limit
         self._hidden = hidden
         self._gate = gate
+        self._rate = rate
         self._fed_up_to = fed_up_to
         self._go_live = go_live
         #: Live (id key, id, body) that came through the feed meanwhile.
@@ -87,7 +90,11 @@ class HistoryReplay:
 
     async def run(self) -> None:
         try:
+            if self._rate is not None:
+                self._rate.admit()  # the node's history rate, shared with REST
             messages, gap = await (self._gate.run(self._read) if self._gate is not None else self._read())
+            if self._rate is not None:
+                self._rate.charge(len(messages))
             read_up_to = id_key(messages[-1].id) if messages else None
             deleted = await self._hidden([m.id for m in messages])
             if deleted:  # a moderator removed them: never replayed

@@ -38,7 +38,7 @@ from anonchat.chat.access import AccessDenied, AccessPolicy
 from anonchat.chat.moderator import Moderator
 from anonchat.chat.payload import ApplicationError, parse_chat_content, parse_report, parse_typing
 from anonchat.ratelimit import TokenBucket
-from anonchat.chat.readgate import ReadGate
+from anonchat.chat.readgate import HistoryRate, ReadGate
 from anonchat.chat.rejoin import RejoinTicket, RejoinTokens
 from anonchat.chat.relay import LocalRelay
 from anonchat.logs import ThrottledLog
@@ -106,12 +106,15 @@ class ChatRoom:
                  config: RoomConfig = RoomConfig(), rng: random.Random | None = None,
                  archive: IMessageArchive | None = None, relay: IRelay | None = None,
                  moderator: Moderator | None = None, access: AccessPolicy | None = None,
-                 rejoin_key: bytes | None = None, history_gate: ReadGate | None = None) -> None:
+                 rejoin_key: bytes | None = None, history_gate: ReadGate | None = None,
+                 history_rate: HistoryRate | None = None) -> None:
         self.buffer = buffer
         self.moderator = moderator
         self.access = access
         #: Admission for replays' history reads, shared with REST.
         self.history_gate = history_gate
+        #: Messages per second of history the node serves, shared with REST.
+        self.history_rate = history_rate
         self.archive = archive
         self.relay = relay or LocalRelay()
         self.presence = presence
@@ -440,7 +443,7 @@ class ChatRoom:
             raise DestinationError(f"invalid {SINCE_HEADER} header") from None
         replay = HistoryReplay(session, subscription, since, destination=CHAT_TOPIC, buffer=self.buffer,
                                archive=self.archive, limit=self.config.max_replay, hidden=self.hidden,
-                               gate=self.history_gate,
+                               gate=self.history_gate, rate=self.history_rate,
                                fed_up_to=lambda: self._fed_up_to, go_live=self._replay_done)
         if not session.budget.claim_replay(replay):
             raise DestinationError("a resume is already running on this connection")

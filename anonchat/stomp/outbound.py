@@ -37,13 +37,14 @@ class Outbound:
         return self.parts if self.parts is not None else (self,)
 
     def encoded_all(self, key: object, encode: Callable[[bytes], bytes], join: Callable[[list[bytes]], bytes]) -> bytes:
-        """Each frame encoded (cached on the frame) and joined, cached here."""
+        """Each frame encoded and joined, cached here."""
         if self.parts is None:
             return self.encoded(key, encode)
         try:
             return self._encodings[key]  # type: ignore[no-any-return]
         except KeyError:
-            value = self._encodings[key] = join([p.encoded(key, encode) for p in self.parts])
+            # a batch's parts belong to it alone: no cache of their own
+            value = self._encodings[key] = join([encode(p.data) for p in self.parts])
             return value
 
     def encoded(self, key: object, encode: Callable[[bytes], T]) -> T:

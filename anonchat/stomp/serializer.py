@@ -48,6 +48,16 @@ def serialize(frame: Frame, version: str = "1.2") -> bytes:
     return "\n".join(lines).encode("utf-8") + frame.body + b"\0"
 
 
+def header_line(name: str, value: str, version: str = "1.2") -> bytes:
+    """One header line (``name:value`` and LF), escaped as ``serialize``
+    escapes it in a non-CONNECT frame."""
+    if _SPECIAL.search(name + value) is None and name:
+        return (name + ":" + value + "\n").encode("utf-8")
+    if not name:
+        raise ValueError("a STOMP header needs a name")
+    return (_header_line(name, value, _ESCAPES[version]) + "\n").encode("utf-8")
+
+
 def _header_line(name: str, value: str, table: Optional[dict[int, str]]) -> str:
     if "\0" in name or "\0" in value:
         raise ValueError("a STOMP header cannot contain NUL")

@@ -25,6 +25,22 @@ def message_frame(destination: str, subscription: str, message_id: str, body: by
     )
 
 
+#: A subscription value no header can hold (it has no special character
+#: and is never a real id), marking where a subscription header goes.
+_SUBSCRIPTION_SLOT = "\x01sub\x01"
+
+
+def message_frame_parts(destination: str, message_id: str, body: bytes, version: str) -> tuple[bytes, bytes]:
+    """``message_frame`` in two halves around its ``subscription`` header
+    line: a broadcast is serialized once, and each group of subscribers
+    gets ``head + header_line("subscription", id) + tail``, a join instead
+    of a serialization (clients pick their subscription ids freely, so a
+    room may hold many)."""
+    whole = message_frame(destination, _SUBSCRIPTION_SLOT, message_id, body, version)
+    head, _, tail = whole.partition(b"subscription:" + _SUBSCRIPTION_SLOT.encode() + b"\n")
+    return head, tail
+
+
 def receipt_frame(receipt_id: str, version: str) -> bytes:
     return serialize(Frame("RECEIPT", (("receipt-id", receipt_id),)), version)
 

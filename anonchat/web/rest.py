@@ -18,7 +18,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from anonchat.chat.message import ChatMessage, id_key, iso_timestamp
 from anonchat.chat.ports import ArchiveUnavailable, IMessageArchive, IMessageBuffer, IPresence
-from anonchat.chat.readgate import ReadGate
+from anonchat.chat.readgate import HistoryRate, ReadGate
 from anonchat.web.addresslimits import AddressLimits
 from anonchat.web.origins import CorsPolicy
 
@@ -186,9 +186,10 @@ class Api:
 
     def __init__(self, buffer: IMessageBuffer, archive: IMessageArchive, presence: IPresence,
                  hidden: Callable[[Sequence[str]], Deferred[set[str]]] | None = None,
-                 gate: ReadGate | None = None) -> None:
+                 gate: ReadGate | None = None, rate: HistoryRate | None = None) -> None:
         self.buffer = buffer
         self._gate = gate
+        self._rate = rate
         self.archive = archive
         self.presence = presence
         self._hidden = hidden
@@ -201,7 +202,13 @@ class Api:
         return [m for m in messages if m.id not in deleted] if deleted else messages
 
     async def _admitted(self, read: Callable[[], Awaitable[tuple[int, Any]]]) -> tuple[int, Any]:
-        return await (self._gate.run(read) if self._gate is not None else read())
+        if self._rate is not None:
+            self._rate.admit()
+        status, body = await (self._gate.run(read) if self._gate is not None else read())
+        if self._rate is not None:
+            messages = body if isinstance(body, list) else body.get("messages", [])
+            self._rate.charge(len(messages))
+        return status, body
 
     async def recent(self, request: Request) -> tuple[int, Any]:
         limit = parse_limit(request)

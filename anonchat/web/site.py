@@ -146,7 +146,8 @@ def build_site(
         admit=admit,
     )
     api = Api(buffer, archive, presence, hidden=room.hidden if room is not None else None,
-              gate=room.history_gate if room is not None else None)
+              gate=room.history_gate if room is not None else None,
+              rate=room.history_rate if room is not None else None)
     health = HealthCheck(clock, buffer.ping, archive.ping, ready=ready, uses_redis=bool(settings.redis))
 
     async def healthz(request: Request) -> tuple[int, Any]:
