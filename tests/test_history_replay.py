@@ -196,3 +196,42 @@ class GateTests(ReplayTestCase):
         alice = Client(self)
         alice.say({"content": "live"})
         self.assertIn("live", self.chats(bob))  # went live regardless
+
+
+class HistoryRateTests(ReplayTestCase):
+    """The node serves history at --history-rate messages a second, REST
+    and replays together; past a short backlog a read is refused."""
+
+    def test_reads_past_the_rate_are_refused_until_the_backlog_drains(self) -> None:
+        from anonchat.chat.ports import ArchiveBusy
+        from anonchat.chat.readgate import HistoryRate
+
+        rate = HistoryRate(self.clock, 1000, burst=1.0, backlog=2.0)
+        admitted = 0
+        for _ in range(10):
+            try:
+                rate.admit()
+            except ArchiveBusy:
+                continue
+            rate.charge(1000)
+            admitted += 1
+        self.assertEqual(admitted, 4)  # a second of credit, then two seconds of backlog
+        self.clock.advance(1.0)
+        rate.admit()  # one second later, room again
+        self.assertEqual(rate.refused, 6)
+
+    def test_a_replay_over_the_rate_is_refused_and_goes_live(self) -> None:
+        from anonchat.chat.readgate import HistoryRate
+
+        self.room.history_rate = HistoryRate(self.clock, 10, burst=0.0, backlog=0.5)
+        first = self.append(1)[0]
+        self.append(20)
+        bob = Client(self)
+        bob.subscribe("/user/queue/errors", "e")
+        self.resume(bob, first, "a")  # 21 messages: books two seconds at 10/s
+        self.assertEqual(len(self.chats(bob)), 20)
+        carol = Client(self)
+        carol.subscribe("/user/queue/errors", "e")
+        self.resume(carol, first)
+        carol.pull()
+        self.assertEqual([e["code"] for e in carol.messages("/user/queue/errors")], ["REPLAY_FAILED"])
