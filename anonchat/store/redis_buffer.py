@@ -276,6 +276,10 @@ class RedisStreamBuffer:
         self._read_count = read_count
         self._listeners: list[FeedListener] = []
         self._commands: Any = None
+        #: History reads (recent, pages, replays) on a connection of their
+        #: own: their large replies never queue ahead of an append, a claim
+        #: or an acknowledge (txredisapi answers one connection in order).
+        self._reads: Any = None
         self._feed_connection: Any = None
         self._running = False
         self._last_id = "0-0"
@@ -303,6 +307,9 @@ class RedisStreamBuffer:
 
     def _command(self, *args: Any) -> Deferred[Any]:
         return self._call(self._commands, self._timeout, *args)
+
+    def _read(self, *args: Any) -> Deferred[Any]:
+        return self._call(self._reads, self._timeout, *args)
 
     def _script(self, script: RedisScript, keys: Sequence[Any], args: Sequence[Any] = ()) -> Deferred[Any]:
         return script.run(self._command, keys, args)
@@ -337,9 +344,10 @@ class RedisStreamBuffer:
             return
         self._running = True
         self._commands = self._connect(self._timeout)
+        self._reads = self._connect(self._timeout)
         self._feed_connection = self._connect(self._block_ms / 1000 + self._timeout)
         try:
-            for factory in (self._commands, self._feed_connection):
+            for factory in (self._commands, self._reads, self._feed_connection):
                 await wait_connected(self._reactor, factory, self._timeout)
             await self._ensure_group()
             info = _pairs(await self._command("XINFO", "STREAM", self._stream))
@@ -373,8 +381,8 @@ class RedisStreamBuffer:
 
     async def _close(self) -> None:
         self._running = False
-        factories = [f for f in (self._commands, self._feed_connection) if f is not None]
-        self._commands = self._feed_connection = None
+        factories = [f for f in (self._commands, self._reads, self._feed_connection) if f is not None]
+        self._commands = self._reads = self._feed_connection = None
         await DeferredList([f.disconnect() for f in factories], consumeErrors=True)
         # txredisapi hands new connections over with callLater(0, ...)
         await deferLater(self._reactor, 0, lambda: None)
@@ -555,7 +563,7 @@ class RedisStreamBuffer:
                 if id_key(before_id) == (0, 0):
                     return []
                 end = "(" + before_id
-            entries = await self._command("XREVRANGE", self._stream, end, "-", "COUNT", limit)
+            entries = await self._read("XREVRANGE", self._stream, end, "-", "COUNT", limit)
             return self._messages(list(reversed(entries)))
 
         return self._public("read_before", work)
@@ -565,8 +573,8 @@ class RedisStreamBuffer:
             after = id_key(after_id)
             # range first, marker second (same connection, in order): a trim
             # in between makes the answer None rather than a silent gap
-            entries = self._command("XRANGE", self._stream, "(" + after_id, "+", "COUNT", max(limit, 1))
-            marker = self._command("GET", self._marker)
+            entries = self._read("XRANGE", self._stream, "(" + after_id, "+", "COUNT", max(limit, 1))
+            marker = self._read("GET", self._marker)
             entries_reply, marker_reply = await entries, await marker
             if marker_reply is not None and after < id_key(_text(marker_reply)):
                 return None
