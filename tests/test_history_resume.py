@@ -66,6 +66,8 @@ class Http:
         self.pool = HTTPConnectionPool(reactor, persistent=True)
         self.agent = Agent(reactor, pool=self.pool)
         self.requests = 0
+        #: Pages asked again after a 503 with Retry-After.
+        self.retried = 0
         test.addCleanup(self.pool.closeCachedConnections)
 
     async def get(self, path: str, origin: str | None = None) -> tuple[int, Headers, bytes]:
@@ -75,7 +77,16 @@ class Http:
         return response.code, response.headers, await readBody(response)
 
     async def json(self, path: str) -> Any:
-        status, _, body = await self.get(path)
+        """The page, as a client would get it: a 503 with Retry-After (the
+        node is busy serving history) is asked again after it, ten times at
+        most."""
+        for _ in range(10):
+            status, headers, body = await self.get(path)
+            retry = headers.getRawHeaders(b"retry-after")
+            if status != 503 or not retry:
+                break
+            self.retried += 1
+            await sleep(min(float(retry[0]), 1.0))
         if status != 200:
             raise AssertionError(f"GET {path}: {status} {body!r}")
         return json.loads(body)

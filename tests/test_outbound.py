@@ -25,9 +25,16 @@ class OutboundTests(SynchronousTestCase):
         batch = Outbound.batch(parts)
         self.assertEqual(batch.data, b"one\x00two\x00")
         self.assertEqual(batch.frames(), tuple(parts))
-        self.assertEqual(batch.encoded_all("w", lambda d: b"<" + d + b">", b"|".join), b"<one\x00>|<two\x00>")
-        # each frame keeps its own encoding for transports that send frames singly
-        self.assertEqual(parts[1].encoded("w", lambda d: b"unused"), b"<two\x00>")
+        encoded: list[bytes] = []
+
+        def encode(data: bytes) -> bytes:
+            encoded.append(data)
+            return b"<" + data + b">"
+
+        self.assertEqual(batch.encoded_all("w", encode, b"|".join), b"<one\x00>|<two\x00>")
+        # a batch goes to every subscriber of its group: encoded once, then cached
+        self.assertEqual(batch.encoded_all("w", encode, b"|".join), b"<one\x00>|<two\x00>")
+        self.assertEqual(encoded, [b"one\x00", b"two\x00"])
 
     def test_a_batch_of_one_is_that_frame(self) -> None:
         only = Outbound(b"x\x00")
