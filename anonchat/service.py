@@ -229,8 +229,13 @@ class AnonchatService(service.Service):
                       getattr(self.archive, "dead_lettered", 0))
         yield counter("anonchat_buffer_dead_letters", "Buffer entries this node could not decode, set aside",
                       getattr(self.buffer, "dead_lettered", 0))
-        yield counter("anonchat_history_reads_refused", "History reads refused as too many were waiting",
+        yield counter("anonchat_history_reads_refused", "Database history reads refused as too many were waiting",
                       getattr(self.archive, "reads_refused", 0))
+        room = self.room
+        yield counter("anonchat_history_refused", "REST pages and replays refused: too many history reads "
+                      "waiting, or past --history-rate",
+                      (room.history_gate.refused if room.history_gate else 0)
+                      + (room.history_rate.refused if room.history_rate else 0))
         yield counter("anonchat_lost_names", "Users whose name another held when Redis lost it",
                       getattr(self.presence, "lost_names", 0))
 

@@ -68,3 +68,20 @@ class MetricsTests(TestCase):
             self.assertGreater(value(text, "process_open_fds"), 3)
             self.assertGreater(value(text, "process_max_fds"), 0)
         return ensureDeferred(go())
+
+    def test_history_reads_refused_past_the_history_rate_are_counted(self):  # type: ignore[no-untyped-def]
+        async def go() -> None:
+            svc = await start_service(self, history_rate=1.0, api_rate=0.0)
+            port = svc.listening_port
+            statuses = []
+            for _ in range(4):  # empty pages cost nothing: book some history first
+                svc.room.history_rate.charge(5)
+                pool = HTTPConnectionPool(reactor, persistent=False)
+                response = await Agent(reactor, pool=pool).request(
+                    b"GET", f"http://127.0.0.1:{port}/api/messages/recent".encode())
+                await readBody(response)
+                statuses.append(response.code)
+            self.assertIn(503, statuses)
+            self.assertEqual(value(await scrape(port), "anonchat_history_refused_total"), statuses.count(503))
+
+        return ensureDeferred(go())

@@ -18,17 +18,24 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from anonchat.chat.fanout import send_one
 from anonchat.chat.message import ChatMessage, id_key
 from anonchat.chat.ports import IMessageArchive, IMessageBuffer
 from anonchat.chat.readgate import HistoryRate, ReadGate
 from anonchat.chat.subscriber import Subscriber
+from anonchat.logs import ThrottledLog
+from anonchat.stomp.outbound import Outbound
+from anonchat.stomp.server_frames import message_frame
 
 log = Logger()
+failures = ThrottledLog(log)  # a resume flood refused: one line a minute
 
 GAP_HEADER = (("x-resume-gap", "true"),)
+#: Replayed messages written at once (one socket write), between checks
+#: that the subscriber's carrier has room.
+REPLAY_CHUNK = 64
 
 
 IdKey = tuple[int, int]
@@ -39,7 +46,8 @@ class ReplayFailed(Exception):
 
 
 class HistoryReplay:
-    def __init__(self, subscriber: Subscriber, subscription: str, since: str, *, destination: str,
+    def __init__(self, subscriber: Subscriber, subscription: str, since: str, *, clock: IReactorTime,
+                 destination: str,
                  buffer: IMessageBuffer, archive: IMessageArchive | None, limit: int,
                  hidden: Callable[[Sequence[str]], Deferred[set[str]]], gate: ReadGate | None = None,
                  rate: HistoryRate | None = None,
@@ -48,6 +56,7 @@ class HistoryReplay:
         self.subscription = subscription
         self.since = since
         self.destination = destination
+        self._clock = clock
         self._buffer = buffer
         self._archive = archive
         self._limit = limit
@@ -102,18 +111,19 @@ class HistoryReplay:
         except Exception as e:
             if self.cancelled:
                 return
-            log.warn("replay after {since} failed: {error}", since=self.since, error=type(e).__name__)
+            failures.warn(self._clock, type(e).__name__, "a replay failed: {error}",
+                          error=type(e).__name__)
             self._finish()
             raise ReplayFailed() from None
-        for index, message in enumerate(messages):
+        for start in range(0, len(messages), REPLAY_CHUNK):
             # Paced by the socket: a long gap must not overflow the client's
             # send buffer and get it cut as too slow.
             await self.subscriber.when_writable()
             if self.cancelled or not self.subscriber.is_open:
                 return
-            extra = GAP_HEADER if gap and index == 0 else ()
-            send_one(self.subscriber, self.destination, self.subscription, message.id, message.to_json(), extra)
-            self._last_sent = id_key(message.id)
+            chunk = messages[start:start + REPLAY_CHUNK]
+            self._send([(m.id, m.to_json()) for m in chunk], gap=gap and start == 0)
+            self._last_sent = id_key(chunk[-1].id)
         if self.cancelled:
             return
         if read_up_to is not None:
@@ -160,7 +170,17 @@ class HistoryReplay:
         self.subscriber.budget.release_replay(self)
         if self.subscriber.is_open:
             last = self._last_sent
-            for key, message_id, body in held:
-                if key > last:
-                    send_one(self.subscriber, self.destination, self.subscription, message_id, body)
+            self._send([(message_id, body) for key, message_id, body in held if key > last])
         self._go_live(self)
+
+    def _send(self, messages: Sequence[tuple[str, bytes]], gap: bool = False) -> None:
+        """Messages (id, body) for this subscriber alone, in one write; the
+        first carries the gap flag when asked."""
+        if not messages:
+            return
+        version = self.subscriber.version
+        self.subscriber.deliver(Outbound.batch([
+            Outbound(message_frame(self.destination, self.subscription, message_id, body, version,
+                                   GAP_HEADER if gap and index == 0 else ()))
+            for index, (message_id, body) in enumerate(messages)
+        ]))

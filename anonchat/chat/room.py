@@ -20,28 +20,29 @@ from typing import Any, Mapping, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.task import deferLater
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from anonchat.chat.access import AccessDenied, AccessPolicy
 from anonchat.chat.fanout import Topic, send_one
 from anonchat.chat.message import ChatMessage, MessageType, id_key, iso_timestamp
+from anonchat.chat.moderation import Report
+from anonchat.chat.moderator import Moderator
 from anonchat.chat.nicknames import claim_nickname
+from anonchat.chat.payload import ApplicationError, parse_chat_content, parse_report, parse_typing
 from anonchat.chat.ports import (
     AppendOutcomeUnknown, BufferUnavailable, IMessageArchive, IMessageBuffer, IPresence, IRelay,
 )
-from anonchat.chat.replay import HistoryReplay, ReplayFailed
-from anonchat.chat.subscriber import Subscriber
-from anonchat.chat.access import AccessDenied, AccessPolicy
-from anonchat.chat.moderator import Moderator
-from anonchat.chat.payload import ApplicationError, parse_chat_content, parse_report, parse_typing
-from anonchat.ratelimit import TokenBucket
 from anonchat.chat.readgate import HistoryRate, ReadGate
 from anonchat.chat.rejoin import RejoinTicket, RejoinTokens
 from anonchat.chat.relay import LocalRelay
+from anonchat.chat.replay import HistoryReplay, ReplayFailed
+from anonchat.chat.subscriber import Subscriber
 from anonchat.logs import ThrottledLog
+from anonchat.ratelimit import TokenBucket
 from anonchat.stomp.application import DestinationError, IStompApplication, SessionRefused
 from anonchat.stomp.session import State, StompSession
 
@@ -88,7 +89,6 @@ class ChatUser:
     """A connected session's chat identity and per-connection state."""
 
     name: str
-    since_ms: int
     messages: TokenBucket
     typing_updates: TokenBucket
     error_subscriptions: set[str] = attrs.Factory(set)
@@ -208,7 +208,6 @@ class ChatRoom:
         rate = self.config.rate_limit
         session.principal = ChatUser(
             name=name,
-            since_ms=now_ms,
             messages=TokenBucket(self.clock, rate, 2 * rate),
             typing_updates=TokenBucket(self.clock, self.config.typing_rate, self.config.typing_rate),
             client=client,
@@ -430,7 +429,7 @@ class ChatRoom:
                     del self._replays[session]
         if messages:
             self._fed_up_to = id_key(messages[-1].id)
-            if any(m.type is not MessageType.CHAT for m in messages):
+            if any(m.type is MessageType.JOIN or m.type is MessageType.LEAVE for m in messages):
                 self._users_changed()
         return deliveries
 
@@ -441,7 +440,8 @@ class ChatRoom:
             id_key(since)
         except ValueError:
             raise DestinationError(f"invalid {SINCE_HEADER} header") from None
-        replay = HistoryReplay(session, subscription, since, destination=CHAT_TOPIC, buffer=self.buffer,
+        replay = HistoryReplay(session, subscription, since, clock=self.clock, destination=CHAT_TOPIC,
+                               buffer=self.buffer,
                                archive=self.archive, limit=self.config.max_replay, hidden=self.hidden,
                                gate=self.history_gate, rate=self.history_rate,
                                fed_up_to=lambda: self._fed_up_to, go_live=self._replay_done)
@@ -517,8 +517,6 @@ class ChatRoom:
 
     async def _report_message(self, session: Subscriber, user: ChatUser, message_id: str, reason: str,
                               receipt: str | None) -> bool:
-        from anonchat.chat.moderation import Report
-
         assert self.moderator is not None
         message = await self.find_message(message_id)
         if message is None or message.type is MessageType.DELETE:
