@@ -25,6 +25,7 @@ from anonchat.chat.moderator import Moderator
 from anonchat.chat.ports import IPresence
 from anonchat.chat.room import ChatRoom
 from anonchat.ratelimit import TokenBucket
+from anonchat.web.rest import finish_json
 
 log = Logger()
 
@@ -118,7 +119,7 @@ class AdminApi(Resource):
             status, body = await handler(request, path[1:])
         except HttpError as e:
             status, body = e.status, {"error": str(e)}
-        _finish(request, status, body)
+        finish_json(request, status, body)
 
     def _authorize(self, request: Request) -> None:
         header = request.getHeader("authorization") or ""
@@ -143,7 +144,7 @@ class AdminApi(Resource):
 
     def _failed(self, failure: Failure, request: Request) -> None:
         log.failure("admin request failed", failure=failure)
-        _finish(request, 503, {"error": "temporarily unavailable"})
+        finish_json(request, 503, {"error": "temporarily unavailable"})
 
     # -- handlers -----------------------------------------------------------------
 
@@ -228,16 +229,3 @@ def _is_id(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _finish(request: Request, status: int, body: Any) -> None:
-    if request.finished or request._disconnected:
-        return
-    request.setResponseCode(status)
-    request.setHeader("Cache-Control", "no-store")
-    if status == 204:
-        request.finish()
-        return
-    request.setHeader("Content-Type", "application/json;charset=UTF-8")
-    request.write(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
-    request.finish()

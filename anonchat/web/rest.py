@@ -87,7 +87,7 @@ class JsonResource(Resource):
 
     def render_GET(self, request: Request) -> int:
         if not self._cors.permits(request):
-            self._finish(request, 403, {"error": "origin not allowed"})
+            finish_json(request, 403, {"error": "origin not allowed"})
             return NOT_DONE_YET
         self._cors.apply(request)
         d = Deferred.fromCoroutine(self._run(request))
@@ -104,21 +104,25 @@ class JsonResource(Resource):
             log.debug("{path}: the archive is unavailable ({error})", path=request.path, error=type(e).__name__)
             request.setHeader("Retry-After", "1")
             status, body = 503, {"error": "temporarily unavailable"}
-        self._finish(request, status, body)
+        finish_json(request, status, body)
 
     def _failed(self, failure: Failure, request: Request) -> None:
         log.failure("{path} failed", failure=failure, path=request.path)
-        self._finish(request, 503, {"error": "temporarily unavailable"})
+        finish_json(request, 503, {"error": "temporarily unavailable"})
 
-    @staticmethod
-    def _finish(request: Request, status: int, body: Any) -> None:
-        if request.finished or request._disconnected:
-            return
-        request.setResponseCode(status)
+
+
+def finish_json(request: Request, status: int, body: Any) -> None:
+    """Answer an asynchronous JSON request (204: no body), unless the client
+    is gone already."""
+    if request.finished or request._disconnected:
+        return
+    request.setResponseCode(status)
+    request.setHeader("Cache-Control", "no-store")
+    if status != 204:
         request.setHeader("Content-Type", "application/json;charset=UTF-8")
-        request.setHeader("Cache-Control", "no-store")
         request.write(_json_bytes(body))
-        request.finish()
+    request.finish()
 
 
 #: Why a REST request may not go on: (status, error message), or None.
