@@ -35,7 +35,7 @@ from twisted.python.failure import Failure
 from anonchat.chat.access import AccessPolicy
 from anonchat.chat.message import ChatMessage
 from anonchat.chat.moderator import Moderator
-from anonchat.chat.ports import ArchiveUnavailable, IMessageArchive, IMessageBuffer, IModerationStore, IPresence, IRelay
+from anonchat.chat.ports import IMessageArchive, IMessageBuffer, IModerationStore, IPresence, IRelay
 from anonchat.chat.presence import InMemoryPresence
 from anonchat.chat.readgate import HistoryRate, ReadGate
 from anonchat.chat.relay import LocalRelay

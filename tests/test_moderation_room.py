@@ -4,7 +4,6 @@ slow mode, blocked words, reports and deletions, on a task.Clock."""
 from __future__ import annotations
 
 import json
-import os
 import random
 from typing import Any
 

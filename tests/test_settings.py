@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import attrs
-from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from anonchat.settings import OPTIONS, Settings, SettingsError, attribute, resolve

@@ -75,13 +75,12 @@ from twisted.internet.defer import CancelledError, Deferred, DeferredList, fail
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from anonchat.chat.message import ChatMessage, MessageType, id_key
 from anonchat.chat.ports import AppendOutcomeUnknown, BufferUnavailable, FeedListener, IMessageBuffer
 from anonchat.store.redis_connection import (
-    TIMEOUT_GRACE, RedisAddress, connect, is_connected, parse_redis_url, wait_connected,
+    TIMEOUT_GRACE, guarded, RedisAddress, connect, is_connected, parse_redis_url, wait_connected,
 )
 from anonchat.store.redis_script import RedisScript
 from anonchat.store.turnbatch import TurnBatcher
@@ -316,23 +315,7 @@ class RedisStreamBuffer:
 
     def _public(self, name: str, work: Callable[[], Awaitable[T]]) -> Deferred[T]:
         """Run one public operation; every failure becomes BufferUnavailable."""
-
-        async def run() -> T:
-            return await work()
-
-        def unavailable(failure: Failure) -> Failure:
-            if failure.check(BufferUnavailable, ValueError, AppendOutcomeUnknown):
-                return failure
-            if failure.check(txredisapi.InvalidData):
-                # its text quotes the value: never log or pass on a message body
-                return Failure(ValueError("the message cannot be encoded as UTF-8"))
-            error = failure.type.__name__
-            if failure.check(txredisapi.ResponseError):
-                error = failure.getErrorMessage()  # Redis' own words, no values in them
-            self.log.warn("Redis {operation} failed: {error}", operation=name, error=error)
-            return Failure(BufferUnavailable(f"Redis {name} failed: {error}"))
-
-        return Deferred.fromCoroutine(run()).addErrback(unavailable)
+        return guarded(self.log, name, work, BufferUnavailable, (AppendOutcomeUnknown,))
 
     # -- lifecycle ------------------------------------------------------------
 

@@ -13,7 +13,7 @@ connected, and is dropped (so it asks again) when the master answers
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, Awaitable, Callable, TypeVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import attrs
@@ -24,6 +24,7 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 
 @attrs.frozen
@@ -44,6 +45,8 @@ class RedisAddress:
     sentinels: tuple[tuple[str, int], ...] = ()
     service: str | None = None
 
+
+T = TypeVar("T")
 
 SENTINEL_PORT = 26379
 
@@ -265,3 +268,27 @@ def is_connected(factory: Any) -> bool:
     reconnection. Callers fail fast instead of queueing: a command written
     the moment Redis returns could run after its caller gave up on it."""
     return bool(factory is not None and factory.size)
+
+
+def guarded(log: Logger, what: str, work: Callable[[], Awaitable[T]], unavailable: type[Exception],
+            passed: tuple[type[BaseException], ...] = ()) -> Deferred[T]:
+    """Run one public operation of a Redis-backed store: ``unavailable`` and
+    the ``passed`` errors go through as they are; anything else Redis or
+    the connection did becomes ``unavailable``, logged once, in words that
+    never quote a value (txredisapi's InvalidData would quote a message)."""
+
+    async def run() -> T:
+        return await work()
+
+    def translate(failure: Failure) -> Failure:
+        if failure.check(unavailable, ValueError, *passed):
+            return failure
+        if failure.check(txredisapi.InvalidData):
+            return Failure(ValueError("the value cannot be encoded as UTF-8"))
+        error = failure.type.__name__
+        if failure.check(txredisapi.ResponseError):
+            error = failure.getErrorMessage()  # Redis' own words, no values in them
+        log.warn("Redis {operation} failed: {error}", operation=what, error=error)
+        return Failure(unavailable(f"Redis {what} failed: {error}"))
+
+    return Deferred.fromCoroutine(run()).addErrback(translate)

@@ -26,12 +26,11 @@ from typing import Any, Awaitable, Callable, Sequence, TypeVar
 from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from anonchat.chat.moderation import KINDS, Report, ReportSummary, Sanction
 from anonchat.chat.ports import IModerationStore, ModerationUnavailable
-from anonchat.store.redis_connection import TIMEOUT_GRACE, connect, is_connected, parse_redis_url, wait_connected
+from anonchat.store.redis_connection import TIMEOUT_GRACE, connect, guarded, is_connected, parse_redis_url, wait_connected
 
 T = TypeVar("T")
 
@@ -162,18 +161,7 @@ class RedisModerationStore:
 
     def _public(self, name: str, work: Callable[[], Awaitable[T]]) -> Deferred[T]:
         """One operation; whatever Redis did wrong becomes ModerationUnavailable."""
-
-        async def run() -> T:
-            return await work()
-
-        def unavailable(failure: Failure) -> Failure:
-            if failure.check(ModerationUnavailable, ValueError):
-                return failure
-            error = failure.type.__name__
-            self.log.warn("Redis moderation {operation} failed: {error}", operation=name, error=error)
-            return Failure(ModerationUnavailable(f"Redis moderation {name} failed: {error}"))
-
-        return Deferred.fromCoroutine(run()).addErrback(unavailable)
+        return guarded(self.log, "moderation " + name, work, ModerationUnavailable)
 
     # -- lifecycle --------------------------------------------------------
 
