@@ -17,18 +17,24 @@ from anonchat.chat.subscriber import Subscriber
 
 
 class Topic:
-    __slots__ = ("destination", "_groups", "_count")
+    __slots__ = ("destination", "_groups", "_lines", "_count")
 
     def __init__(self, destination: str) -> None:
         self.destination = destination
         self._groups: dict[tuple[str, str], dict[Subscriber, None]] = {}
+        #: Each group's serialized ``subscription`` header line.
+        self._lines: dict[tuple[str, str], bytes] = {}
         self._count = 0
 
     def __len__(self) -> int:
         return self._count
 
     def add(self, session: Subscriber, subscription: str) -> None:
-        group = self._groups.setdefault((subscription, session.version), {})
+        key = (subscription, session.version)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = {}
+            self._lines[key] = header_line("subscription", subscription, session.version)
         if session not in group:
             group[session] = None
             self._count += 1
@@ -40,6 +46,7 @@ class Topic:
             self._count -= 1
             if not group:
                 del self._groups[key]
+                del self._lines[key]
 
     def sessions(self) -> Iterator[Subscriber]:
         for group in self._groups.values():
@@ -54,12 +61,14 @@ class Topic:
         batch per subscriber (one socket write); returns deliveries."""
         destination = self.destination
         halves: dict[str, list[tuple[bytes, bytes]]] = {}  # serialized once per version
-        for (subscription, version), group in list(self._groups.items()):
+        lines = self._lines
+        for key, group in list(self._groups.items()):
+            version = key[1]
             parts = halves.get(version)
             if parts is None:
                 parts = halves[version] = [message_frame_parts(destination, message_id, body, version)
                                            for message_id, body in messages]
-            line = header_line("subscription", subscription, version)
+            line = lines[key]
             out = Outbound.batch([Outbound(head + line + tail) for head, tail in parts])
             for session in list(group):
                 session.deliver(out)
