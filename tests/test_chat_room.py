@@ -11,6 +11,7 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from anonchat.chat.message import ChatMessage, MessageType
 from anonchat.chat.presence import InMemoryPresence
 from anonchat.chat.room import ChatRoom, RoomConfig
 from anonchat.stomp.frame import Frame
@@ -289,6 +290,33 @@ class UsersTests(RoomTestCase):
             looper.feed(frame("UNSUBSCRIBE", id=f"u{n}"))
         self.assertEqual(len(calls), 1)
         self.assertEqual(len(looper.messages("/topic/chat.users") if looper.pull() else []), 50)
+
+
+class UnsubscribeTests(RoomTestCase):
+    """UNSUBSCRIBE ends delivery on that subscription, on every topic."""
+
+    def test_no_message_after_unsubscribe(self) -> None:
+        bob, alice = Client(self), Client(self)
+        for destination, sub in (("/topic/chat", "c"), ("/topic/chat.typing", "t"), ("/topic/chat.users", "u")):
+            bob.subscribe(destination, sub)
+            bob.feed(frame("UNSUBSCRIBE", id=sub))
+        bob.pull()
+        alice.say({"content": "after"})
+        alice.feed(frame("SEND", b'{"typing": true}', destination="/app/chat.typing"))
+        Client(self)  # a JOIN: the online list changes
+        self.clock.advance(2)
+        self.assertEqual([f for f in bob.pull() if f.command == "MESSAGE"], [])
+        self.assertEqual([len(topic) for topic in self.room._topics.values()], [0, 0, 0])
+
+    def test_an_unsubscribed_resume_leaves_no_subscription_behind(self) -> None:
+        first = self.successResultOf(self.buffer.append(ChatMessage(MessageType.CHAT, "익명-10000", "old", 1))).id
+        bob, alice = Client(self), Client(self)
+        for n in range(5):
+            bob.feed(frame("SUBSCRIBE", id=f"r{n}", destination="/topic/chat", x_since_id=first))
+            bob.feed(frame("UNSUBSCRIBE", id=f"r{n}"))
+        bob.pull()
+        alice.say({"content": "after"})
+        self.assertEqual([f for f in bob.pull() if f.command == "MESSAGE"], [])
 
 
 class ShutdownTests(RoomTestCase):

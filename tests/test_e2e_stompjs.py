@@ -273,6 +273,29 @@ class ChatTests(StompJsTestCase):
         self.assertGreater(id_key(chat["id"]), id_key(joins[0]["id"]))
         self.assertEqual(events.of("ws_close"), [])
 
+    async def test_unsubscribe_ends_delivery(self) -> None:
+        """After UNSUBSCRIBE (and its RECEIPT) nothing more arrives on that
+        subscription: a React component that unmounts and mounts again
+        gets each message once, on its new subscription."""
+        server = await self.start_server()
+        events = await self.run_scenario(server, [
+            {"op": "connect", "c": "a"},
+            {"op": "connect", "c": "b"},
+            {"op": "subscribe", "c": "a", "destination": CHAT, "id": "old"},
+            {"op": "subscribe", "c": "a", "destination": "/topic/chat.typing", "id": "old-typing"},
+            {"op": "unsubscribe", "c": "a", "id": "old", "receipt": "u-1"},
+            {"op": "unsubscribe", "c": "a", "id": "old-typing", "receipt": "u-2"},
+            {"op": "subscribe", "c": "a", "destination": CHAT, "id": "new"},
+            {"op": "send", "c": "b", "destination": "/app/chat.typing", "body": '{"typing": true}'},
+            {"op": "send", "c": "b", "destination": SEND, "body": body("after"), "receipt": "r-1"},
+            {"op": "wait", "c": "a", "count": 1, "type": "CHAT", "content": "after"},
+            {"op": "sleep", "ms": 300},
+        ])
+        self.assertEqual(events.of("unhandled_message", "a"), [])
+        chats = [e for e in events.messages("a", type="CHAT")]
+        self.assertEqual([(e["headers"]["subscription"], json.loads(e["body"])["content"]) for e in chats],
+                         [("new", "after")])
+
     async def test_two_hundred_messages_arrive_in_send_order(self) -> None:
         """200 SENDs from a reach b in order, ids strictly increasing; recent API agrees."""
         server = await self.start_server("--rate-limit", "0", "--frame-rate", "0")

@@ -34,7 +34,7 @@ class FakeApp:
             raise DestinationError(f"unknown destination {destination}")
         self.events.append(("subscribe", subscription, destination))
 
-    def unsubscribe(self, session: StompSession, subscription: str) -> None:
+    def unsubscribe(self, session: StompSession, subscription: str, destination: str) -> None:
         self.events.append(("unsubscribe", subscription))
 
     def send(self, session: StompSession, destination: str, body: bytes, receipt: str | None) -> Deferred[bool]:

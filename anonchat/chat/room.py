@@ -325,16 +325,15 @@ class ChatRoom:
         if topic is self.users:
             self._track(self._send_users(session, subscription))
 
-    def unsubscribe(self, session: Subscriber, subscription: str) -> None:
+    def unsubscribe(self, session: Subscriber, subscription: str, destination: str) -> None:
         user: ChatUser = session.principal
-        destination = session.subscriptions.get(subscription)
         if destination == ERRORS_QUEUE:
             user.error_subscriptions.discard(subscription)
             return
         replay = self._replays.get(session)
         if replay is not None and replay.subscription == subscription:
             self._cancel_replay(session)
-        topic = self._topics.get(destination or "")
+        topic = self._topics.get(destination)
         if topic is not None:
             topic.remove(session, subscription)
 

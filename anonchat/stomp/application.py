@@ -40,8 +40,8 @@ class IStompApplication(Interface):
     def subscribe(session: StompSession, subscription: str, destination: str, headers: Mapping[str, str]) -> None:
         """Raise DestinationError for a destination that does not exist."""
 
-    def unsubscribe(session: StompSession, subscription: str) -> None:
-        """Forget one subscription of this session."""
+    def unsubscribe(session: StompSession, subscription: str, destination: str) -> None:
+        """Forget one subscription of this session (to ``destination``)."""
 
     def send(session: StompSession, destination: str, body: bytes, receipt: str | None) -> Deferred[bool]:
         """Handle a ``SEND``; fires True once it is durably done (the

@@ -407,8 +407,9 @@ class StompSession:
         elif subscription is None:
             self._require(frame, "id")
             return
-        if subscription is not None and self._subscriptions.pop(subscription, None) is not None:
-            self.app.unsubscribe(self, subscription)
+        destination = self._subscriptions.pop(subscription, None) if subscription is not None else None
+        if subscription is not None and destination is not None:
+            self.app.unsubscribe(self, subscription, destination)
         self._ack(frame)
 
     def _on_ack(self, frame: Frame) -> None:

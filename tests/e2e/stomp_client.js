@@ -23,6 +23,11 @@
 //                                      ws_open then carries "transport", the
 //                                      one sockjs-client actually used
 //   {"op": "subscribe", "c": "a", "destination": "/topic/chat", "id": "sub-0"}
+//   {"op": "unsubscribe", "c": "a", "id": "sub-0", "receipt": "u-1"}
+//                                      waits for the RECEIPT if given; a
+//                                      MESSAGE for a subscription the client
+//                                      no longer has is reported as
+//                                      {"ev": "unhandled_message"}
 //   {"op": "send", "c": "a", "destination": ..., "body": "...",
 //    "headers": {...}, "receipt": "r-1"}        waits for the RECEIPT if given
 //   {"op": "sendMany", "c": "a", "destination": ..., "bodies": [...]}
@@ -138,6 +143,7 @@ function connect(url, step) {
       reject(new Error(`${name}: closed before CONNECTED`));
     };
     client.onUnhandledReceipt = (frame) => emit('receipt', { c: name, headers: frame.headers, unhandled: true });
+    client.onUnhandledMessage = (msg) => emit('unhandled_message', { c: name, headers: msg.headers, body: msg.body });
     client.activate();
   }), step.timeout || 5000, `${name} to connect`);
 }
@@ -150,6 +156,23 @@ function subscribe(step) {
     state.messages.push({ destination: msg.headers.destination, body: msg.body });
     emit('message', { c: step.c, headers: msg.headers, body: msg.body });
   }, headers);
+}
+
+function unsubscribe(step) {
+  const state = clients[step.c];
+  const headers = {};
+  let got = Promise.resolve();
+  if (step.receipt) {
+    headers.receipt = step.receipt;
+    got = new Promise((resolve) => {
+      state.client.watchForReceipt(step.receipt, (frame) => {
+        emit('receipt', { c: step.c, headers: frame.headers });
+        resolve();
+      });
+    });
+  }
+  state.client.unsubscribe(step.id, headers);
+  return withTimeout(got, step.timeout || 5000, `receipt ${step.receipt}`);
 }
 
 function send(step) {
@@ -212,6 +235,7 @@ async function runStep(scenarioUrl, step) {
   switch (step.op) {
     case 'connect': return connect(url, step);
     case 'subscribe': return subscribe(step);
+    case 'unsubscribe': return unsubscribe(step);
     case 'send': return send(step);
     case 'sendMany':
       for (const body of step.bodies) state.client.publish({ destination: step.destination, body, headers: step.headers || {} });
