@@ -3,14 +3,15 @@
 Almost every client subscribes with id ``sub-0``, so grouping by
 (subscription id, STOMP version) means one serialized MESSAGE frame per
 broadcast in practice; the loop over sessions then only hands out the
-shared ``Outbound``.
+shared ``Outbound``. Ids are the client's choice, though, so a group
+costs one join per batch (``BatchTemplate``), not a pass over its frames.
 """
 
 from __future__ import annotations
 
 from typing import Iterator, Sequence
 
-from anonchat.stomp.outbound import Outbound
+from anonchat.stomp.outbound import BatchTemplate
 from anonchat.stomp.serializer import header_line
 from anonchat.stomp.server_frames import message_frame, message_frame_parts
 from anonchat.chat.subscriber import Subscriber
@@ -60,16 +61,15 @@ class Topic:
         """Deliver messages (id, body) in order to every subscriber, as one
         batch per subscriber (one socket write); returns deliveries."""
         destination = self.destination
-        halves: dict[str, list[tuple[bytes, bytes]]] = {}  # serialized once per version
+        templates: dict[str, BatchTemplate] = {}  # serialized once per version
         lines = self._lines
         for key, group in list(self._groups.items()):
             version = key[1]
-            parts = halves.get(version)
-            if parts is None:
-                parts = halves[version] = [message_frame_parts(destination, message_id, body, version)
-                                           for message_id, body in messages]
-            line = lines[key]
-            out = Outbound.batch([Outbound(head + line + tail) for head, tail in parts])
+            template = templates.get(version)
+            if template is None:
+                template = templates[version] = BatchTemplate(
+                    [message_frame_parts(destination, message_id, body, version) for message_id, body in messages])
+            out = template.for_line(lines[key])
             for session in list(group):
                 session.deliver(out)
         return self._count * len(messages)

@@ -2,8 +2,8 @@
 (``WebSocketCarrier``), and the one raw STOMP-over-WebSocket carrier
 (``StompWebSocketProtocol``) served at ``/ws-chat`` and ``/ws-chat/websocket``.
 
-Broadcast frames are framed once (an Autobahn ``PreparedMessage`` cached
-on the shared ``Outbound``) and written straight to the TCP transport.
+Broadcast frames are framed once (``TextMessages``, cached on the shared
+``Outbound``) and written straight to the TCP transport.
 Inbound payload is streamed to the STOMP parser as Autobahn reads it,
 never gathered into whole messages: the parser's frame limit bounds
 memory and answers an oversized frame with ``ERROR`` as the contract says
@@ -201,20 +201,37 @@ class WebSocketCarrier(WebSocketServerProtocol):  # type: ignore[misc]
         self._ping_call = self._pong_deadline = None
 
 
-def _prepare(data: bytes) -> bytes:
-    """The wire bytes of one unmasked server text message (RFC 6455: FIN,
-    opcode 1, the payload length, no mask). Built here rather than with
-    Autobahn's PreparedMessage: it runs once per frame per subscription
-    group on the fan-out path, and the header is three fixed shapes."""
-    length = len(data)
+def _header(length: int) -> bytes:
+    """The header of one unmasked server text message of ``length`` bytes
+    (RFC 6455: FIN, opcode 1, the payload length, no mask). Built here
+    rather than with Autobahn's PreparedMessage: it runs once per frame per
+    batch on the fan-out path, and it has three fixed shapes."""
     if length < 126:
-        return bytes((0x81, length)) + data
+        return bytes((0x81, length))
     if length < 65536:
-        return b"\x81\x7e" + length.to_bytes(2, "big") + data
-    return b"\x81\x7f" + length.to_bytes(8, "big") + data
+        return b"\x81\x7e" + length.to_bytes(2, "big")
+    return b"\x81\x7f" + length.to_bytes(8, "big")
 
 
-_WIRE = object()  # our key in Outbound's encoding cache
+class TextMessages:
+    """Outbound's encoding for raw WebSocket: one text message per frame."""
+
+    separator = b""
+
+    @staticmethod
+    def encode(data: bytes) -> bytes:
+        return _header(len(data)) + data
+
+    @staticmethod
+    def around(head: bytes, tail: bytes, line_length: int) -> tuple[bytes, bytes]:
+        return _header(len(head) + line_length + len(tail)) + head, tail
+
+    @staticmethod
+    def inner(line: bytes) -> bytes:
+        return line
+
+
+TEXT_MESSAGES = TextMessages()
 
 
 @implementer(IFrameTransport)
@@ -307,7 +324,7 @@ class StompWebSocketProtocol(WebSocketCarrier):
     def send(self, out: Outbound) -> None:
         if self.state != self.STATE_OPEN:
             return
-        wire = out.encoded_all(_WIRE, _prepare, b"".join)
+        wire = out.encoded(TEXT_MESSAGES)
         if self.write_paused:
             self._backlog += len(wire)
             if self._backlog > self.factory.max_send_buffer:

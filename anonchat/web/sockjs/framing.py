@@ -1,7 +1,7 @@
 """SockJS 0.3.3 framing, sans-IO: the frames the server sends and the payloads it accepts.
 
 An outbound STOMP frame becomes a JSON string literal once per ``Outbound``
-(cached under ``LITERAL_KEY``), so a broadcast costs one JSON encoding in all.
+(its ``Literals`` encoding, cached there), so a broadcast costs one JSON encoding in all.
 Lone surrogates pass through as ``surrogatepass`` bytes in both directions:
 the STOMP layer, not the carrier, decides that such text is refused.
 """
@@ -16,9 +16,6 @@ from anonchat.stomp.outbound import Outbound
 
 OPEN = b"o"
 HEARTBEAT = b"h"
-
-#: ``Outbound.encoded`` key of the JSON string literal of the frame text.
-LITERAL_KEY = object()
 
 #: Characters the SockJS client needs escaped even inside a valid JSON string
 #: (browsers and proxies mangle them); the set sockjs-node escapes.
@@ -58,10 +55,33 @@ def encode_literal(data: bytes) -> bytes:
     return quote(_decode_text(data)).encode("utf-8", "surrogatepass")
 
 
+class Literals:
+    """Outbound's encoding for SockJS: each frame a JSON string literal, a
+    batch's literals joined as array elements. JSON escapes character by
+    character, so a literal splits around any whole part of its text."""
+
+    separator = b","
+
+    @staticmethod
+    def encode(data: bytes) -> bytes:
+        return encode_literal(data)
+
+    @staticmethod
+    def around(head: bytes, tail: bytes, line_length: int) -> tuple[bytes, bytes]:
+        return encode_literal(head)[:-1], encode_literal(tail)[1:]
+
+    @staticmethod
+    def inner(line: bytes) -> bytes:
+        return encode_literal(line)[1:-1]
+
+
+LITERALS = Literals()
+
+
 def literal(out: Outbound) -> bytes:
     """``encode_literal(out.data)``, computed once per ``Outbound``; for a
     batch, its frames' literals joined as array elements."""
-    return out.encoded_all(LITERAL_KEY, encode_literal, b",".join)
+    return out.encoded(LITERALS)
 
 
 def array_frame(literals: Iterable[bytes]) -> bytes:
