@@ -40,6 +40,15 @@ class StallingTransport(FakeTransport):
             d.callback(None)
 
 
+class SmallBufferTransport(StallingTransport):
+    """A socket with little room: full again after every write until the
+    client reads (``drain``)."""
+
+    def send(self, out: Any) -> None:
+        super().send(out)
+        self.stalled = True
+
+
 class ReplayTestCase(RoomTestCase):
     max_replay = 1000
     max_held_bytes = 524288
@@ -153,6 +162,83 @@ class OneReplayTests(ReplayTestCase):
         self.resume(bob, first, "b")
         self.assertFalse(bob.transport.closed)
         self.assertEqual(self.chats(bob), [f"m{n}" for n in range(1, 4)] * 2)
+
+
+class PacingTests(ReplayTestCase):
+    """The live messages held during a replay are handed over at the pace
+    the socket takes them, like the replay itself: a client whose socket
+    is momentarily full when its replay ends is not sent them all at once
+    (a real carrier counts such a burst against the client and cuts it)."""
+
+    def small_buffer_client(self) -> tuple[Client, SmallBufferTransport]:
+        client = Client.__new__(Client)
+        transport = SmallBufferTransport()
+        client.transport = transport
+        client.session = StompSession(transport, ClientInfo("127.0.0.1", "fake"), self.room, self.clock, "sb",
+                                      SessionLimits(max_held_bytes=self.max_held_bytes))
+        self.clients.append(client)
+        client.session.data_received(frame("CONNECT", accept_version="1.2", heart_beat="0,0"))
+        transport.take()
+        transport.stalled = False
+        return client, transport
+
+    def test_held_messages_wait_for_the_socket_after_the_replay(self) -> None:
+        first = self.append(1)[0]
+        self.append(10)
+        bob, transport = self.small_buffer_client()
+        transport.stalled = True
+        self.resume(bob, first)
+        alice = Client(self)
+        for n in range(5):
+            alice.say({"content": f"held{n}"})
+        transport.drain()  # room for the replay's chunk; full again after it
+        self.assertEqual(self.chats(bob), [f"m{n}" for n in range(1, 11)])
+        alice.say({"content": "held5"})
+        transport.drain()
+        self.assertEqual(self.chats(bob), [f"held{n}" for n in range(6)])
+        transport.drain()  # nothing was waiting: bob is live now
+        alice.say({"content": "live"})
+        self.assertEqual(self.chats(bob), ["live"])
+        self.assertFalse(transport.closed)
+        self.assertEqual(self.room._replays, {})
+        self.assertEqual(bob.session.budget.held_bytes, 0)
+
+    def test_a_long_hand_over_goes_in_chunks_in_order(self) -> None:
+        first = self.append(1)[0]
+        self.append(3)
+        bob, transport = self.small_buffer_client()
+        transport.stalled = True
+        self.resume(bob, first)
+        alice = Client(self)
+        for n in range(150):
+            alice.say({"content": f"h{n}"})
+        got = []
+        for _ in range(10):
+            transport.drain()
+            got += self.chats(bob)
+        alice.say({"content": "live"})
+        got += self.chats(bob)
+        self.assertEqual(got, ["m1", "m2", "m3"] + [f"h{n}" for n in range(150)] + ["live"])
+        self.assertFalse(transport.closed)
+
+    def test_unsubscribe_during_the_hand_over_stops_it(self) -> None:
+        first = self.append(1)[0]
+        self.append(3)
+        bob, transport = self.small_buffer_client()
+        transport.stalled = True
+        self.resume(bob, first)
+        alice = Client(self)
+        for n in range(100):
+            alice.say({"content": f"h{n}"})
+        transport.drain()
+        transport.drain()
+        bob.feed(frame("UNSUBSCRIBE", id="sub-0"))
+        self.chats(bob)
+        transport.drain()
+        alice.say({"content": "after"})
+        self.assertEqual(self.chats(bob), [])
+        self.assertEqual(self.room._replays, {})
+        self.assertIsNone(bob.session.budget._replay)
 
 
 class StalledResumeTests(ReplayTestCase):

@@ -71,6 +71,7 @@ class HistoryReplay:
         #: The newest id the replay read, until the feed has passed it.
         self._awaiting: IdKey | None = None
         self.cancelled = False
+        self._handing_over = False
         self.finished = False
 
     # -- what the room calls ------------------------------------------------------
@@ -162,15 +163,32 @@ class HistoryReplay:
         return missed, False
 
     def _finish(self) -> None:
-        """The held live messages past what was sent, then the topic."""
-        if self.cancelled or self.finished:
+        """Hand the held live messages over, then go live. Paced by the
+        socket like the replay: held messages are written a chunk at a time
+        while the carrier has room (more live ones are held meanwhile), so
+        the hand-over is never one burst into a full socket, which a
+        carrier would count against the client and cut it for."""
+        if self.cancelled or self.finished or self._handing_over:
             return
-        self.finished = True
-        held, self._held = self._held, []
-        self.subscriber.budget.release_replay(self)
-        if self.subscriber.is_open:
+        self._handing_over = True
+        Deferred.fromCoroutine(self._hand_over()).addErrback(
+            lambda failure: log.failure("a replay's hand-over failed", failure))
+
+    async def _hand_over(self) -> None:
+        budget = self.subscriber.budget
+        while self._held:
+            await self.subscriber.when_writable()
+            if self.cancelled or not self.subscriber.is_open:
+                return
+            chunk, self._held = self._held[:REPLAY_CHUNK], self._held[REPLAY_CHUNK:]
+            budget.unhold(sum(len(body) for _, _, body in chunk))
             last = self._last_sent
-            self._send([(message_id, body) for key, message_id, body in held if key > last])
+            fresh = [(message_id, body) for key, message_id, body in chunk if key > last]
+            self._send(fresh)
+            self._last_sent = max(last, chunk[-1][0])
+        # the same turn as the last check: no feed batch can fall between
+        self.finished = True
+        budget.release_replay(self)
         self._go_live(self)
 
     def _send(self, messages: Sequence[tuple[str, bytes]], gap: bool = False) -> None:

@@ -69,3 +69,7 @@ class ConnectionBudget:
         for its replay to end); False once past the send-buffer bound."""
         self.held_bytes += size
         return self.held_bytes <= self.max_held_bytes
+
+    def unhold(self, size: int) -> None:
+        """Held bytes handed to the carrier (which bounds them from there)."""
+        self.held_bytes = max(0, self.held_bytes - size)
