@@ -12,9 +12,13 @@
 // a receipt), and again; a new connection every --reconnect-every resumes.
 //
 // HTTP statuses other than 200 (429, 503, ...) are counted by code and the
-// walk starts over after 100 ms; they are not fatal. At the end one JSON
-// line goes to stdout: walks, pages, page latency, resumes, resume time,
-// timeouts, statuses and errors.
+// walk starts over after 100 ms; they are not fatal. A resume the server
+// refuses (REPLAY_FAILED on /user/queue/errors: the node is busy with
+// history) goes live without a replay; it is counted as refused, not as a
+// resume, and is UNSUBSCRIBEd at once, the next one 100 ms later.
+// At the end one JSON line goes to stdout: walks, pages, page latency,
+// resumes served and refused, resume time, the history messages the server
+// served (page rows plus replayed messages), statuses and errors.
 "use strict";
 
 const http = require("http");
@@ -92,16 +96,20 @@ const stats = {
   status: {},
   http_errors: 0,
   resumes: 0,
+  resumes_refused: 0,
+  history_served: 0,
   resume_ms: [],
   resume_timeouts: 0,
-  resumes_without_gap_header: 0,
   resumes_from_archive: 0,
   replayed: 0,
   connections: 0,
   closed_by_server: 0,
   stomp_errors: {},
+  app_errors: {},
+  close_codes: {},
   ws_errors: 0,
   first_error: null,
+  loop_lag_ms: [],
 };
 
 function noteError(detail) {
@@ -121,6 +129,13 @@ function nextBefore(body) {
   const rest = body.toString("utf8", at + 13).replace(/^\s*:\s*/, "");
   if (rest.startsWith("null")) return null;
   return rest.slice(1, rest.indexOf('"', 1));
+}
+
+// Rows in a page: each message object has exactly one "type" key.
+function countRows(body) {
+  let n = 0;
+  for (let at = body.indexOf('"type":'); at >= 0; at = body.indexOf('"type":', at + 7)) n++;
+  return n;
 }
 
 function get(agent, path) {
@@ -155,6 +170,7 @@ async function walk(agent) {
     }
     stats.pages++;
     stats.page_ms.push(nowMs() - t0);
+    stats.history_served += countRows(body);
     const m = /"id":"([0-9]+-[0-9]+)"/.exec(body.toString("utf8", 0, 200));
     if (m) oldest = m[1];
     before = nextBefore(body);
@@ -207,7 +223,9 @@ function resumer(index) {
     sockets.add(ws);
     let n = 0;
     let onThis = 0;
-    let sub = null; // subscription of the replay being read, null between replays
+    let sub = null; // subscription of the resume being read, null between resumes
+    let subLine = "";
+    let served = false; // its first message carried x-resume-gap: a replay, not live only
     let count = 0;
     let t0 = 0;
     let timer = null;
@@ -222,18 +240,31 @@ function resumer(index) {
       n++;
       onThis++;
       sub = `r${index}-${n}`;
+      subLine = `\nsubscription:${sub}\n`;
+      served = false;
       count = 0;
       t0 = nowMs();
-      timer = setTimeout(() => finish(false), opts["resume-timeout"] * 1000);
+      timer = setTimeout(() => finish("timeout"), opts["resume-timeout"] * 1000);
       ws.send(`SUBSCRIBE\nid:${sub}\ndestination:/topic/chat\nx-since-id:${opts["since-id"]}\n\n${NUL}`);
     };
 
-    const finish = (complete) => {
+    // outcome: "replayed" (--max-replay messages read), "refused"
+    // (REPLAY_FAILED: the subscription went live without a replay) or
+    // "timeout"; after a refusal the next resume waits 100 ms, as a walk
+    // does after a 503.
+    let backoff = 0;
+    const finish = (outcome) => {
       clearTimeout(timer);
-      if (complete) {
+      backoff = 0;
+      if (outcome === "timeout") stats.resume_timeouts++;
+      else if (outcome === "refused") {
+        stats.resumes_refused++;
+        backoff = 100;
+      } else {
         stats.resumes++;
         stats.resume_ms.push(nowMs() - t0);
-      } else stats.resume_timeouts++;
+        stats.history_served += count;
+      }
       ws.send(`UNSUBSCRIBE\nid:${sub}\nreceipt:${sub}\n\n${NUL}`);
       sub = null;
     };
@@ -242,20 +273,34 @@ function resumer(index) {
     ws.on("message", (data) => {
       const c = data[0];
       if (c === 77 /* MESSAGE */) {
-        if (sub === null) return;
-        const h = headersOf(data);
-        if (h.subscription !== sub) return;
+        // Native searches, not a header parse per message: these clients
+        // are live subscribers too, and a flood that cannot keep up is cut
+        // as a slow consumer instead of loading the server.
+        if (data.indexOf("\nsubscription:errors\n") >= 0) {
+          const body = data.toString("utf8", data.indexOf("\n\n") + 2);
+          const code = (/"code":\s*"([A-Z_]+)"/.exec(body) || [])[1] || "?";
+          stats.app_errors[code] = (stats.app_errors[code] || 0) + 1;
+          // one replay at a time per connection: a refusal is this one's
+          if (code === "REPLAY_FAILED" && sub !== null && !served) finish("refused");
+          return;
+        }
+        if (sub === null || data.indexOf(subLine) < 0) return;
         count++;
         stats.replayed++;
         if (count === 1) {
-          if (h["x-resume-gap"] !== "true") stats.resumes_without_gap_header++;
-          if (opts["archive-below"] && h["message-id"] && olderThan(h["message-id"], opts["archive-below"])) {
+          const h = headersOf(data);
+          served = h["x-resume-gap"] === "true"; // a since-id at the start of history always misses more
+          if (served && opts["archive-below"] && h["message-id"] && olderThan(h["message-id"], opts["archive-below"])) {
             stats.resumes_from_archive++;
           }
         }
-        if (count >= opts["max-replay"]) finish(true);
-      } else if (c === 67 /* CONNECTED */ || c === 82 /* RECEIPT */) {
+        if (count >= opts["max-replay"]) finish(served ? "replayed" : "refused");
+      } else if (c === 67 /* CONNECTED */) {
+        ws.send(`SUBSCRIBE\nid:errors\ndestination:/user/queue/errors\n\n${NUL}`);
         subscribe();
+      } else if (c === 82 /* RECEIPT */) {
+        if (backoff) setTimeout(subscribe, backoff);
+        else subscribe();
       } else if (c === 69 /* ERROR */) {
         const why = headersOf(data).message || "?";
         stats.stomp_errors[why] = (stats.stomp_errors[why] || 0) + 1;
@@ -266,10 +311,13 @@ function resumer(index) {
       stats.ws_errors++;
       noteError(`ws: ${e.message}`);
     });
-    ws.on("close", () => {
+    ws.on("close", (code) => {
       sockets.delete(ws);
       clearTimeout(timer);
-      if (!renewing && !stopping) stats.closed_by_server++;
+      if (!renewing && !stopping) {
+        stats.closed_by_server++;
+        stats.close_codes[code] = (stats.close_codes[code] || 0) + 1;
+      }
       resolve();
     });
   });
@@ -307,12 +355,21 @@ async function main() {
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
   if (opts.duration > 0) setTimeout(stop, opts.duration * 1000);
+  // how late this process's own timers run: a flood client that stalls
+  // stops reading, and the server rightly cuts it as a slow consumer
+  let tick = nowMs();
+  const lagTimer = setInterval(() => {
+    const late = nowMs() - tick - 100;
+    tick = nowMs();
+    stats.loop_lag_ms.push(Math.max(0, late));
+  }, 100);
   const walkers = Math.ceil(opts.clients / 2);
   const loops = [];
   for (let i = 0; i < opts.clients; i++) loops.push(i < walkers ? walker() : resumerLoop(i));
   // stop: walks end after the page they are on; connections are closed
   await told;
   const seconds = (nowMs() - t0) / 1000;
+  clearInterval(lagTimer);
   for (const ws of sockets) ws.close(1000);
   await Promise.race([Promise.all(loops), sleep(3000)]);
   const out = {
@@ -336,14 +393,20 @@ async function main() {
     resume_p50_ms: percentile(stats.resume_ms, 0.5),
     resume_p99_ms: percentile(stats.resume_ms, 0.99),
     resume_timeouts: stats.resume_timeouts,
-    resumes_without_gap_header: stats.resumes_without_gap_header,
+    resumes_refused: stats.resumes_refused,
+    history_served: stats.history_served,
+    history_served_per_s: Math.round(stats.history_served / seconds),
     resumes_from_archive: opts["archive-below"] ? stats.resumes_from_archive : undefined,
     replayed: stats.replayed,
     connections: stats.connections,
     closed_by_server: stats.closed_by_server,
     stomp_errors: stats.stomp_errors,
+    app_errors: stats.app_errors,
+    close_codes: stats.close_codes,
     ws_errors: stats.ws_errors,
     first_error: stats.first_error,
+    loop_lag_p99_ms: percentile(stats.loop_lag_ms, 0.99),
+    loop_lag_max_ms: Math.round(Math.max(0, ...stats.loop_lag_ms)),
   };
   process.stdout.write(JSON.stringify(out) + "\n");
   process.exit(0);

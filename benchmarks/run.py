@@ -25,7 +25,7 @@ Scenarios (targets from the "Benchmarks and speed" issue):
      x-since-id resumes (server at --api-rate 0): lag p99 < 2 s and
      deliveries/s within 10% of the plain run (ratio >= 0.9)
      (`run.py --only f`; --flood-rate, --flood-clients, --seed-messages,
-     --max-replay, --history-readers)
+     --max-replay, --history-readers, --history-rate)
 
 Outputs go to benchmarks/results/<timestamp>/ (git-ignored): the JSON
 lines of every loadgen run, server logs, profiles and summary.md.
@@ -526,6 +526,8 @@ class Bench:
         options: dict[str, Any] = dict(api_rate=0, max_replay=a.max_replay)  # one address floods: no REST limit
         if a.history_readers:
             options["history_readers"] = a.history_readers
+        if a.history_rate is not None:
+            options["history_rate"] = a.history_rate
         runs: dict[str, dict[str, Any]] = {}
         for name, flood in (("plain", False), ("flood", True)):
             floods: list[dict[str, Any]] = []
@@ -601,12 +603,16 @@ class Bench:
             cells = [fmt(r[key], digits) if digits is not None else str(r[key]) for r in (plain, flood)]
             self.say(f"| {title} | {cells[0]} | {cells[1]} |")
         f_ = flood.get("flood") or {}
-        self.say(f"flood: {f_.get('walks')} history walks ({f_.get('pages_per_s')} pages/s, page p50/p99"
-                 f" {f_.get('page_p50_ms')}/{f_.get('page_p99_ms')} ms), {f_.get('resumes')} resumes"
-                 f" ({f_.get('resumes_per_s')}/s, p50/p99 {f_.get('resume_p50_ms')}/{f_.get('resume_p99_ms')} ms,"
-                 f" {f_.get('resume_timeouts')} timed out, {f_.get('resumes_from_archive')} reached below the buffer),"
-                 f" statuses {f_.get('status')}, closed by server {f_.get('closed_by_server')},"
-                 f" STOMP errors {f_.get('stomp_errors')}, first error {f_.get('first_error')}")
+        self.say(f"flood: history served {f_.get('history_served_per_s')} messages/s (REST rows and replayed"
+                 f" messages); {f_.get('walks')} history walks ({f_.get('pages_per_s')} pages/s, page p50/p99"
+                 f" {f_.get('page_p50_ms')}/{f_.get('page_p99_ms')} ms), statuses {f_.get('status')};"
+                 f" {f_.get('resumes')} resumes replayed ({f_.get('resumes_per_s')}/s, p50/p99"
+                 f" {f_.get('resume_p50_ms')}/{f_.get('resume_p99_ms')} ms, {f_.get('resumes_from_archive')} reached"
+                 f" below the buffer), {f_.get('resumes_refused')} refused (went live without a replay),"
+                 f" {f_.get('resume_timeouts')} timed out; application errors {f_.get('app_errors')};"
+                 f" closed by server {f_.get('closed_by_server')} (close codes {f_.get('close_codes')}),"
+                 f" STOMP errors {f_.get('stomp_errors')}, first error {f_.get('first_error')};"
+                 f" the flood's own event-loop lag p99/max {f_.get('loop_lag_p99_ms')}/{f_.get('loop_lag_max_ms')} ms")
         for name, run in runs.items():
             missing = run["sent"] - run["rows"]
             if missing > 0:
@@ -776,6 +782,8 @@ def main() -> None:
     parser.add_argument("--flood-clients", type=int, default=50, help="history_flood.js clients (half walk, half resume)")
     parser.add_argument("--seed-messages", type=int, default=20000, help="history sent and flushed before each f run")
     parser.add_argument("--max-replay", type=int, default=1000, help="the server's --max-replay in scenario f")
+    parser.add_argument("--history-rate", type=float, default=None,
+                        help="the server's --history-rate in scenario f (default: its default; 0 = no limit)")
     parser.add_argument("--history-readers", type=int, default=0,
                         help="the server's --history-readers in scenario f (0 = its default)")
     args = parser.parse_args()
