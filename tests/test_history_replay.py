@@ -261,6 +261,42 @@ class StalledResumeTests(ReplayTestCase):
         self.assertEqual(self.room._replays, {})
 
 
+class SlowHistoryTests(ReplayTestCase):
+    """When history is slow to read (a long line for the read gate), the
+    live messages held meanwhile may pass the client's send buffer while
+    the client reads everything it is sent: the server gives up the
+    replay, not the connection."""
+
+    max_held_bytes = 4096
+
+    def test_held_messages_past_the_buffer_while_history_is_read_fail_the_replay_not_the_client(self) -> None:
+        from anonchat.chat.readgate import ReadGate
+
+        gate = ReadGate(1, 1)
+        self.room.history_gate = gate
+        first = self.append(1)[0]
+        self.append(3)
+        self.successResultOf(gate.enter())  # a read holds the only place: bob's waits in line
+        bob, transport = self.stalled_client()  # never stalled: bob reads all he is sent
+        bob.subscribe("/user/queue/errors", "e")
+        self.resume(bob, first)
+        alice = Client(self)
+        said = [f"x{n:03d}" + "x" * 50 for n in range(150)]  # under the frame budget's burst
+        for content in said:
+            alice.say({"content": content})
+        self.assertFalse(bob.transport.closed)
+        bob.pull()
+        self.assertEqual([e["code"] for e in bob.messages("/user/queue/errors")], ["REPLAY_FAILED"])
+        self.assertEqual([m["content"] for m in bob.messages() if m["type"] == "CHAT"], said)
+        self.assertEqual(self.room._replays, {})
+        self.assertEqual(bob.session.budget.held_bytes, 0)
+        gate.leave()
+        self.successResultOf(gate.enter())  # the abandoned read left the line
+        gate.leave()
+        alice.say({"content": "live"})
+        self.assertEqual(self.chats(bob), ["live"])
+
+
 class GateTests(ReplayTestCase):
     """History reads share one bounded line with REST: past it, refused."""
 
@@ -282,6 +318,26 @@ class GateTests(ReplayTestCase):
         alice = Client(self)
         alice.say({"content": "live"})
         self.assertIn("live", self.chats(bob))  # went live regardless
+
+
+    def test_unsubscribe_takes_a_waiting_replay_out_of_the_line(self) -> None:
+        from anonchat.chat.readgate import ReadGate
+
+        gate = ReadGate(1, 1)
+        self.room.history_gate = gate
+        first = self.append(1)[0]
+        self.append(3)
+        self.successResultOf(gate.enter())
+        bob = Client(self)
+        self.resume(bob, first)  # waits in line
+        bob.feed(frame("UNSUBSCRIBE", id="sub-0"))
+        carol = Client(self)
+        carol.subscribe("/user/queue/errors", "e")
+        self.resume(carol, first)  # bob's place in line is free again
+        gate.leave()
+        self.assertEqual(self.chats(carol), ["m1", "m2", "m3"])
+        self.assertEqual(carol.messages("/user/queue/errors"), [])
+        self.assertEqual(gate.refused, 0)
 
 
 class HistoryRateTests(ReplayTestCase):

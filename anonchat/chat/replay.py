@@ -71,6 +71,11 @@ class HistoryReplay:
         #: The newest id the replay read, until the feed has passed it.
         self._awaiting: IdKey | None = None
         self.cancelled = False
+        #: The history read while it runs (cancelled when given up).
+        self._reading: Deferred[tuple[list[ChatMessage], bool, IdKey | None]] | None = None
+        #: Held bytes allowed past the send buffer (once the replay gave up).
+        self._slack = 0
+        self._overtaken = False
         self._handing_over = False
         self.finished = False
 
@@ -81,41 +86,50 @@ class HistoryReplay:
         and go live once the feed has passed what the replay read."""
         if self.cancelled or self.finished:
             return
-        budget = self.subscriber.budget
-        for item in fed:
-            self._held.append(item)
-            if not budget.hold(len(item[2])):
+        self._held.extend(fed)
+        if not self.subscriber.budget.hold(sum(len(item[2]) for item in fed), slack=self._slack):
+            if self._reading is not None:
+                # The server is slow (history waits in line), not the client:
+                # give up the replay, not the connection. run() reports
+                # REPLAY_FAILED and hands the held messages over; they may
+                # take the send buffer once more meanwhile, no further.
+                self._slack = self.subscriber.budget.held_bytes
+                self._overtaken = True
+                self._reading.cancel()
+            else:
                 log.info("closing a resuming subscriber that stopped reading")
                 self.subscriber.close("slow-consumer")
                 self.cancel()
-                return
+            return
         if self._awaiting is not None and fed and fed[-1][0] >= self._awaiting:
             self._finish()
 
     def cancel(self) -> None:
-        """UNSUBSCRIBE, disconnect or a slow client: drop everything."""
+        """UNSUBSCRIBE, disconnect or a slow client: drop everything (a
+        read still waiting for the gate leaves its line)."""
         self.cancelled = True
         self._held = []
         self.subscriber.budget.release_replay(self)
+        if self._reading is not None:
+            self._reading.cancel()
 
     async def run(self) -> None:
+        self._reading = Deferred.fromCoroutine(self._history())
         try:
-            if self._rate is not None:
-                self._rate.admit()  # the node's history rate, shared with REST
-            messages, gap = await (self._gate.run(self._read) if self._gate is not None else self._read())
-            if self._rate is not None:
-                self._rate.charge(len(messages))
-            read_up_to = id_key(messages[-1].id) if messages else None
-            deleted = await self._hidden([m.id for m in messages])
-            if deleted:  # a moderator removed them: never replayed
-                messages = [m for m in messages if m.id not in deleted]
+            messages, gap, read_up_to = await self._reading
         except Exception as e:
             if self.cancelled:
                 return
-            failures.warn(self._clock, type(e).__name__, "a replay failed: {error}",
-                          error=type(e).__name__)
+            if self._overtaken:
+                failures.warn(self._clock, "overtaken", "a replay gave up: the live messages held while"
+                              " history was read passed the client's send buffer")
+            else:
+                failures.warn(self._clock, type(e).__name__, "a replay failed: {error}",
+                              error=type(e).__name__)
             self._finish()
             raise ReplayFailed() from None
+        finally:
+            self._reading = None
         for start in range(0, len(messages), REPLAY_CHUNK):
             # Paced by the socket: a long gap must not overflow the client's
             # send buffer and get it cut as too slow.
@@ -136,6 +150,19 @@ class HistoryReplay:
         self._finish()
 
     # -- inside -------------------------------------------------------------------
+
+    async def _history(self) -> tuple[list[ChatMessage], bool, IdKey | None]:
+        """What to replay, whether more was missed, and the newest id read."""
+        if self._rate is not None:
+            self._rate.admit()  # the node's history rate, shared with REST
+        messages, gap = await (self._gate.run(self._read) if self._gate is not None else self._read())
+        if self._rate is not None:
+            self._rate.charge(len(messages))
+        read_up_to = id_key(messages[-1].id) if messages else None
+        deleted = await self._hidden([m.id for m in messages])
+        if deleted:  # a moderator removed them: never replayed
+            messages = [m for m in messages if m.id not in deleted]
+        return messages, gap, read_up_to
 
     async def _read(self) -> tuple[list[ChatMessage], bool]:
         """What was missed after ``since`` (at most ``limit``, the newest),

@@ -64,11 +64,12 @@ class ConnectionBudget:
             self._replay = None
             self.held_bytes = 0
 
-    def hold(self, size: int) -> bool:
+    def hold(self, size: int, slack: int = 0) -> bool:
         """Bytes held for the replaying subscriber (live messages waiting
-        for its replay to end); False once past the send-buffer bound."""
+        for its replay to end); False once past the send-buffer bound
+        (plus ``slack``)."""
         self.held_bytes += size
-        return self.held_bytes <= self.max_held_bytes
+        return self.held_bytes <= self.max_held_bytes + slack
 
     def unhold(self, size: int) -> None:
         """Held bytes handed to the carrier (which bounds them from there)."""
