@@ -297,6 +297,34 @@ class SlowHistoryTests(ReplayTestCase):
         self.assertEqual(self.chats(bob), ["live"])
 
 
+    def test_a_read_already_running_is_not_heeded_once_the_replay_gave_up(self) -> None:
+        """The read is on its way (a database thread): it is left to end,
+        its rows are not sent, and its place in the gate is given back."""
+        from anonchat.chat.readgate import ReadGate
+        from tests.test_chat_room import SlowArchive
+
+        gate = ReadGate(1, 0)
+        self.room.history_gate = gate
+        first = self.append(1)[0]
+        self.append(10)  # older than the buffer's 5 kept: read from the archive
+        slow = SlowArchive(self.archived)
+        self.room.archive = slow
+        bob, transport = self.stalled_client()
+        bob.subscribe("/user/queue/errors", "e")
+        self.resume(bob, first)
+        self.assertEqual(len(slow.waiting), 1)
+        alice = Client(self)
+        said = [f"y{n:03d}" + "y" * 50 for n in range(100)]
+        for content in said:
+            alice.say({"content": content})
+        slow.release()  # the read ends after the replay gave up
+        bob.pull()
+        self.assertEqual([e["code"] for e in bob.messages("/user/queue/errors")], ["REPLAY_FAILED"])
+        self.assertEqual([m["content"] for m in bob.messages() if m["type"] == "CHAT"], said)
+        self.successResultOf(gate.enter())  # its place is free again
+        self.assertFalse(transport.closed)
+
+
 class GateTests(ReplayTestCase):
     """History reads share one bounded line with REST: past it, refused."""
 

@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from anonchat.chat.message import ChatMessage, id_key
 from anonchat.chat.ports import IMessageArchive, IMessageBuffer
@@ -43,6 +44,10 @@ IdKey = tuple[int, int]
 
 class ReplayFailed(Exception):
     """History could not be read; the subscriber goes live regardless."""
+
+
+class GaveUp(Exception):
+    """The replay stopped waiting for its history read."""
 
 
 class HistoryReplay:
@@ -71,8 +76,11 @@ class HistoryReplay:
         #: The newest id the replay read, until the feed has passed it.
         self._awaiting: IdKey | None = None
         self.cancelled = False
-        #: The history read while it runs (cancelled when given up).
+        #: What run() waits for while history is read: the read's result,
+        #: or GaveUp first (the read then ends unheeded).
         self._reading: Deferred[tuple[list[ChatMessage], bool, IdKey | None]] | None = None
+        #: The place in the read gate's line while it waits for one.
+        self._entering: Deferred[object] | None = None
         #: Held bytes allowed past the send buffer (once the replay gave up).
         self._slack = 0
         self._overtaken = False
@@ -95,7 +103,7 @@ class HistoryReplay:
                 # take the send buffer once more meanwhile, no further.
                 self._slack = self.subscriber.budget.held_bytes
                 self._overtaken = True
-                self._reading.cancel()
+                self._give_up()
             else:
                 log.info("closing a resuming subscriber that stopped reading")
                 self.subscriber.close("slow-consumer")
@@ -110,13 +118,19 @@ class HistoryReplay:
         self.cancelled = True
         self._held = []
         self.subscriber.budget.release_replay(self)
-        if self._reading is not None:
-            self._reading.cancel()
+        self._give_up()
 
     async def run(self) -> None:
-        self._reading = Deferred.fromCoroutine(self._history())
+        reading: Deferred[tuple[list[ChatMessage], bool, IdKey | None]] = Deferred()
+        self._reading = reading
+
+        def settle(result: tuple[list[ChatMessage], bool, IdKey | None] | Failure) -> None:
+            if not reading.called:
+                reading.callback(result)  # a Failure runs the errbacks
+
+        Deferred.fromCoroutine(self._history()).addBoth(settle)
         try:
-            messages, gap, read_up_to = await self._reading
+            messages, gap, read_up_to = await reading
         except Exception as e:
             if self.cancelled:
                 return
@@ -151,11 +165,31 @@ class HistoryReplay:
 
     # -- inside -------------------------------------------------------------------
 
+    def _give_up(self) -> None:
+        """Stop waiting for history: leave the gate's line if still in it
+        (a read already running is not cut short, only no longer heeded:
+        it may be on a database thread)."""
+        if self._entering is not None:
+            self._entering.cancel()
+        if self._reading is not None and not self._reading.called:
+            self._reading.errback(GaveUp())
+
     async def _history(self) -> tuple[list[ChatMessage], bool, IdKey | None]:
         """What to replay, whether more was missed, and the newest id read."""
         if self._rate is not None:
             self._rate.admit()  # the node's history rate, shared with REST
-        messages, gap = await (self._gate.run(self._read) if self._gate is not None else self._read())
+        if self._gate is None:
+            messages, gap = await self._read()
+        else:
+            entering = self._entering = self._gate.enter()
+            try:
+                await entering
+            finally:
+                self._entering = None
+            try:
+                messages, gap = await self._read()
+            finally:
+                self._gate.leave()
         if self._rate is not None:
             self._rate.charge(len(messages))
         read_up_to = id_key(messages[-1].id) if messages else None
