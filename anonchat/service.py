@@ -217,6 +217,9 @@ class AnonchatService(service.Service):
         by_transport: Counter[str] = Counter(s.transport.kind for s in self.sessions)
         yield gauge("anonchat_connections", "Open STOMP connections", labels=dict(by_transport), label="transport")
         yield counter("anonchat_messages_in", "Chat messages accepted into the buffer", self.room.accepted)
+        yield gauge("anonchat_sends_waiting", "SENDs read and waiting for the buffer to answer (a connection"
+                    " with --max-pending-sends of them is not read meanwhile)",
+                    sum(s.budget.pending_sends for s in self.sessions))
         yield counter("anonchat_refused", "Application errors reported to clients, by code",
                       labels=dict(self.room.refused), label="code")
         yield gauge("anonchat_buffer_backlog", "Messages not yet archived (sampled)", self._backlog)
