@@ -74,15 +74,18 @@ class ReplayTestCase(RoomTestCase):
             self.successResultOf(self.buffer.acknowledge([m.id for m in batch]))
         return ids
 
-    def stalled_client(self) -> tuple[Client, StallingTransport]:
+    def stalled_client(self, transport: StallingTransport | None = None) -> tuple[Client, StallingTransport]:
+        """A connected client on ``transport`` (a StallingTransport, not
+        stalled yet), with this test's held-bytes bound."""
         client = Client.__new__(Client)
-        transport = StallingTransport()
+        transport = transport or StallingTransport()
         client.transport = transport
-        client.session = StompSession(transport, ClientInfo("127.0.0.1", "fake"), self.room, self.clock, "st",
-                                      SessionLimits(max_held_bytes=self.max_held_bytes))
+        client.session = StompSession(transport, ClientInfo("127.0.0.1", "fake"), self.room, self.clock,
+                                      f"st{len(self.clients)}", SessionLimits(max_held_bytes=self.max_held_bytes))
         self.clients.append(client)
         client.session.data_received(frame("CONNECT", accept_version="1.2", heart_beat="0,0"))
         transport.take()
+        transport.stalled = False
         return client, transport
 
     def resume(self, client: Client, since: str, sub: str = "sub-0") -> None:
@@ -170,25 +173,18 @@ class PacingTests(ReplayTestCase):
     is momentarily full when its replay ends is not sent them all at once
     (a real carrier counts such a burst against the client and cuts it)."""
 
-    def small_buffer_client(self) -> tuple[Client, SmallBufferTransport]:
-        client = Client.__new__(Client)
-        transport = SmallBufferTransport()
-        client.transport = transport
-        client.session = StompSession(transport, ClientInfo("127.0.0.1", "fake"), self.room, self.clock, "sb",
-                                      SessionLimits(max_held_bytes=self.max_held_bytes))
-        self.clients.append(client)
-        client.session.data_received(frame("CONNECT", accept_version="1.2", heart_beat="0,0"))
-        transport.take()
-        transport.stalled = False
-        return client, transport
-
-    def test_held_messages_wait_for_the_socket_after_the_replay(self) -> None:
+    def resume_behind_a_full_socket(self, history: int) -> tuple[Client, StallingTransport, Client]:
+        """Bob resumes over ``history`` messages on a socket that is full
+        (and fills again after every write); alice is there to talk."""
         first = self.append(1)[0]
-        self.append(10)
-        bob, transport = self.small_buffer_client()
+        self.append(history)
+        bob, transport = self.stalled_client(SmallBufferTransport())
         transport.stalled = True
         self.resume(bob, first)
-        alice = Client(self)
+        return bob, transport, Client(self)
+
+    def test_held_messages_wait_for_the_socket_after_the_replay(self) -> None:
+        bob, transport, alice = self.resume_behind_a_full_socket(10)
         for n in range(5):
             alice.say({"content": f"held{n}"})
         transport.drain()  # room for the replay's chunk; full again after it
@@ -204,12 +200,7 @@ class PacingTests(ReplayTestCase):
         self.assertEqual(bob.session.budget.held_bytes, 0)
 
     def test_a_long_hand_over_goes_in_chunks_in_order(self) -> None:
-        first = self.append(1)[0]
-        self.append(3)
-        bob, transport = self.small_buffer_client()
-        transport.stalled = True
-        self.resume(bob, first)
-        alice = Client(self)
+        bob, transport, alice = self.resume_behind_a_full_socket(3)
         for n in range(150):
             alice.say({"content": f"h{n}"})
         got = []
@@ -222,12 +213,7 @@ class PacingTests(ReplayTestCase):
         self.assertFalse(transport.closed)
 
     def test_unsubscribe_during_the_hand_over_stops_it(self) -> None:
-        first = self.append(1)[0]
-        self.append(3)
-        bob, transport = self.small_buffer_client()
-        transport.stalled = True
-        self.resume(bob, first)
-        alice = Client(self)
+        bob, transport, alice = self.resume_behind_a_full_socket(3)
         for n in range(100):
             alice.say({"content": f"h{n}"})
         transport.drain()

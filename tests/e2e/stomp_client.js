@@ -158,36 +158,29 @@ function subscribe(step) {
   }, headers);
 }
 
-function unsubscribe(step) {
-  const state = clients[step.c];
-  const headers = {};
-  let got = Promise.resolve();
-  if (step.receipt) {
-    headers.receipt = step.receipt;
-    got = new Promise((resolve) => {
-      state.client.watchForReceipt(step.receipt, (frame) => {
-        emit('receipt', { c: step.c, headers: frame.headers });
-        resolve();
-      });
+// Puts the step's receipt (if any) in headers; resolves when it comes.
+function receiptOf(step, headers) {
+  if (!step.receipt) return Promise.resolve();
+  headers.receipt = step.receipt;
+  return new Promise((resolve) => {
+    clients[step.c].client.watchForReceipt(step.receipt, (frame) => {
+      emit('receipt', { c: step.c, headers: frame.headers });
+      resolve();
     });
-  }
-  state.client.unsubscribe(step.id, headers);
+  });
+}
+
+function unsubscribe(step) {
+  const headers = {};
+  const got = receiptOf(step, headers);
+  clients[step.c].client.unsubscribe(step.id, headers);
   return withTimeout(got, step.timeout || 5000, `receipt ${step.receipt}`);
 }
 
 function send(step) {
   const state = clients[step.c];
   const headers = Object.assign({}, step.headers || {});
-  let got = Promise.resolve();
-  if (step.receipt) {
-    headers.receipt = step.receipt;
-    got = new Promise((resolve) => {
-      state.client.watchForReceipt(step.receipt, (frame) => {
-        emit('receipt', { c: step.c, headers: frame.headers });
-        resolve();
-      });
-    });
-  }
+  const got = receiptOf(step, headers);
   state.client.publish({ destination: step.destination, body: step.body, headers });
   return withTimeout(got, step.timeout || 5000, `receipt ${step.receipt}`);
 }
