@@ -15,6 +15,7 @@ import {
 import type { PendingSend } from './pending';
 import { emptyTimeline, markGap, merge, mergeGapPage, mergeOlder, oldestId } from './timeline';
 import type { Timeline } from './timeline';
+import { TypingThrottle } from './typing';
 import { DEFAULT_SETTINGS } from './types';
 import type { AppError, ChatMessage, OnlineUser, ServerSettings } from './types';
 
@@ -69,7 +70,7 @@ export function useChat({ transport, pageSize }: ChatOptions) {
   const [history, setHistory] = useState<HistoryState>('idle');
   const [adminToken, setAdminToken] = useState<string | null>(() => storageGet(ADMIN_KEY));
   const [liveCount, setLiveCount] = useState(0);
-  const typingSent = useRef({ on: false, at: 0 });
+  const [typingSent] = useState(() => new TypingThrottle(TYPING_EVERY));
 
   const notify = useCallback((kind: Banner['kind'], text: string) => {
     setBanner((b) => ({ kind, text, seq: (b?.seq ?? 0) + 1 }));
@@ -140,11 +141,11 @@ export function useChat({ transport, pageSize }: ChatOptions) {
       void api.fetchRecent(pageSize).then((messages) => setTimeline((t) => merge(t, messages, 'recent')), () => {});
     },
     closed() {
-      typingSent.current.on = false;
+      typingSent.reset();
       clearTypers();
       setPending(failUnanswered);
     },
-  }, transport, () => timelineRef.current.lastSeen), [transport, pageSize, setTimeline, setPending, notify, clearTypers, onAppError]);
+  }, transport, () => timelineRef.current.lastSeen), [transport, pageSize, setTimeline, setPending, notify, clearTypers, onAppError, typingSent]);
 
   // Someone who left is not typing any more.
   useEffect(() => {
@@ -225,20 +226,10 @@ export function useChat({ transport, pageSize }: ChatOptions) {
   }, [pageSize, setTimeline, notify]);
 
   const sendTyping = useCallback((on: boolean) => {
-    const sent = typingSent.current;
-    const now = Date.now();
-    if (on) {
-      if (sent.on && now - sent.at < TYPING_EVERY) return;
-      if (!connection.isConnected) return;
-      sent.on = true;
-      sent.at = now;
-      connection.notify('/app/chat.typing', { typing: true });
-    } else if (sent.on) {
-      sent.on = false;
-      sent.at = 0;
-      connection.notify('/app/chat.typing', { typing: false });
-    }
-  }, [connection]);
+    if (on && !connection.isConnected) return;
+    const update = typingSent.update(on, Date.now());
+    if (update !== null) connection.notify('/app/chat.typing', { typing: update });
+  }, [connection, typingSent]);
 
   const send = useCallback((content: string) => {
     const local = { content, at: new Date().toISOString() };
