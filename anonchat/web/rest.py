@@ -157,6 +157,11 @@ class RateLimitedApi(Resource):
                 return Refusal(status, {"error": message}, self._cors, headers)
         return super().getChildWithDefault(path, request)  # type: ignore[no-any-return]
 
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        """Nothing at ``path`` (``admin`` too, without ``--admin-token``):
+        a JSON 404 like every other answer under ``/api``."""
+        return Refusal(404, {"error": "not found"}, self._cors, {})
+
 
 class Refusal(Resource):
     """A JSON error answered to any method."""
