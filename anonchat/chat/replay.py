@@ -81,9 +81,9 @@ class HistoryReplay:
         self._reading: Deferred[tuple[list[ChatMessage], bool, IdKey | None]] | None = None
         #: The place in the read gate's line while it waits for one.
         self._entering: Deferred[object] | None = None
-        #: Held bytes allowed past the send buffer (once the replay gave up).
+        #: Held bytes allowed past the send buffer (once the replay gave up
+        #: because history was slower than the live messages piling up).
         self._slack = 0
-        self._overtaken = False
         self._handing_over = False
         self.finished = False
 
@@ -102,7 +102,6 @@ class HistoryReplay:
                 # REPLAY_FAILED and hands the held messages over; they may
                 # take the send buffer once more meanwhile, no further.
                 self._slack = self.subscriber.budget.held_bytes
-                self._overtaken = True
                 self._give_up()
             else:
                 log.info("closing a resuming subscriber that stopped reading")
@@ -134,7 +133,7 @@ class HistoryReplay:
         except Exception as e:
             if self.cancelled:
                 return
-            if self._overtaken:
+            if self._slack:
                 failures.warn(self._clock, "overtaken", "a replay gave up: the live messages held while"
                               " history was read passed the client's send buffer")
             else:
