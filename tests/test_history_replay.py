@@ -203,13 +203,15 @@ class PacingTests(ReplayTestCase):
         bob, transport, alice = self.resume_behind_a_full_socket(3)
         for n in range(150):
             alice.say({"content": f"h{n}"})
-        got = []
+        writes = []  # what each drain let through: one write each
         for _ in range(10):
             transport.drain()
-            got += self.chats(bob)
+            writes.append(self.chats(bob))
         alice.say({"content": "live"})
-        got += self.chats(bob)
+        got = [m for write in writes for m in write] + self.chats(bob)
         self.assertEqual(got, ["m1", "m2", "m3"] + [f"h{n}" for n in range(150)] + ["live"])
+        # the replay, then the 151 held (alice's JOIN first) in writes of at most 64
+        self.assertEqual([len(w) for w in writes if w], [3, 63, 64, 23])
         self.assertFalse(transport.closed)
 
     def test_unsubscribe_during_the_hand_over_stops_it(self) -> None:

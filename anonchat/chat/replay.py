@@ -10,7 +10,11 @@ subscription's held messages.
 It is bounded: at most ``limit`` messages (the newest of what was missed;
 the first then carries ``x-resume-gap:true``), read with at most two
 reads, and the live messages held meanwhile are charged to the
-subscriber's budget, which cuts a client that stops reading.
+subscriber's budget, which cuts a client that stops reading. Held
+messages are handed over at the socket's pace, not in one burst. When
+history is what is slow (the read still waits) and the held messages
+pass the budget, the replay gives up instead (REPLAY_FAILED, then live):
+the server's slowness must not cost a client its connection.
 """
 
 from __future__ import annotations

@@ -407,9 +407,10 @@ class StompSession:
         elif subscription is None:
             self._require(frame, "id")
             return
-        destination = self._subscriptions.pop(subscription, None) if subscription is not None else None
-        if subscription is not None and destination is not None:
-            self.app.unsubscribe(self, subscription, destination)
+        if subscription is not None:
+            destination = self._subscriptions.pop(subscription, None)
+            if destination is not None:
+                self.app.unsubscribe(self, subscription, destination)
         self._ack(frame)
 
     def _on_ack(self, frame: Frame) -> None:
